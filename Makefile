@@ -1,0 +1,78 @@
+# Build, demo, test and benchmark entry points. Run as root on Debian 12:
+#   make demo   builds everything and runs a busybox container with ocirun
+#   make test   fmt + clippy + build + every test (what .ci/run runs)
+#   make bench  ocirun vs runc vs crun vs the namespace floor
+# Each target installs the Debian packages it needs (only when missing).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+# rustup installs cargo here; make it visible even when the login PATH lacks it.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+CARGO      ?= cargo
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+RELEASE    := $(TARGET_DIR)/release
+FIXTURES   := .fixtures
+DEMO_BUNDLE := $(FIXTURES)/demo-bundle
+DEMO_ROOT  := $(FIXTURES)/ocirun-state
+ITERATIONS ?= 50
+# CI=true selects nextest's `ci` profile (.config/nextest.toml).
+NEXTEST_PROFILE ?= $(if $(filter true 1,$(CI)),ci,default)
+
+# Test fixtures, the runtimes we compare against, GNU time (peak RSS in the bench)
+# and the C linker rustc needs.
+APT_PACKAGES := busybox-static runc crun hyperfine time util-linux gcc libc6-dev
+
+.PHONY: deps build demo test bench clean
+
+# Quiet and idempotent: prints nothing when everything is already there.
+deps:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes NEEDRESTART_SUSPEND=1; \
+	  apt-get update -qq; \
+	  apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@if ! command -v $(CARGO) >/dev/null; then \
+	  echo "deps: no cargo; installing the stable Rust toolchain with rustup"; \
+	  command -v curl >/dev/null || { apt-get update -qq; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl ca-certificates >/dev/null; }; \
+	  curl -sSf https://sh.rustup.rs | sh -s -- -y -q --profile minimal -c rustfmt,clippy; \
+	fi
+	@if ! $(CARGO) fmt --version >/dev/null 2>&1 || ! $(CARGO) clippy --version >/dev/null 2>&1; then \
+	  echo "deps: adding rustfmt and clippy"; rustup component add rustfmt clippy; \
+	fi
+	@if ! $(CARGO) nextest --version >/dev/null 2>&1; then \
+	  echo "deps: installing cargo-nextest"; $(CARGO) install --locked --quiet cargo-nextest; \
+	fi
+
+build: deps
+	$(CARGO) build --release --workspace --bins
+
+# Bundle is made once (delete .fixtures to remake it); each run uses a fresh id and
+# `run` deletes the container when it exits, so this is safe to repeat.
+demo: deps build
+	@mkdir -p $(FIXTURES)
+	@[ -f $(DEMO_BUNDLE)/config.json ] || $(RELEASE)/mkbundle $(DEMO_BUNDLE) \
+	  sh -c 'echo "hello from a container"; echo "hostname: $$(hostname)"; echo "id: $$(id)"; echo "processes (pid namespace):"; ps; true'
+	$(RELEASE)/ocirun --root $(DEMO_ROOT) run --bundle $(DEMO_BUNDLE) demo-$$$$
+
+# The nextest summary line is the last thing printed on success.
+test: deps
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) build --workspace --bins
+	$(CARGO) nextest run --workspace --profile $(NEXTEST_PROFILE)
+
+bench: deps build
+	$(RELEASE)/ocibench --iterations $(ITERATIONS) --ocirun $(RELEASE)/ocirun
+
+clean:
+	$(CARGO) clean
+	rm -rf $(FIXTURES)

@@ -1,0 +1,116 @@
+//! Resources: cgroup limits (memory, pids) and process rlimits.
+use integration::{TestContainer, json};
+
+const MEMORY_LIMIT: u64 = 32 * 1024 * 1024;
+
+/// Holds 64 MiB in memory (busybox `tail` keeps the last 10 lines, and /dev/zero is
+/// one endless line), then reports how `tail` ended: 0, or 137 when OOM-killed.
+const MEMORY_HOG: &str = "head -c 67108864 /dev/zero | tail >/dev/null; echo tail=$?";
+
+#[test]
+fn memory_limit_is_written_to_cgroup() {
+    let mut tc = TestContainer::new(&["sleep", "30"]);
+    tc.config()["linux"]["resources"]["memory"] = json!({ "limit": MEMORY_LIMIT });
+    tc.run_detached();
+    let dir = tc.cgroup_dir("memory");
+    let file = if dir.join("memory.max").exists() {
+        dir.join("memory.max")
+    } else {
+        dir.join("memory.limit_in_bytes")
+    };
+    let got =
+        std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
+    assert_eq!(got.trim(), MEMORY_LIMIT.to_string(), "{}", file.display());
+}
+
+#[test]
+fn memory_hog_completes_without_limit() {
+    // The control for the next test: the command itself works when memory is free.
+    let tc = TestContainer::new(&["sh", "-c", MEMORY_HOG]);
+    let out = tc.run_foreground(&[]);
+    out.ok();
+    assert_eq!(out.stdout, "tail=0\n", "{out}");
+}
+
+#[test]
+fn memory_hog_is_oom_killed_over_limit() {
+    let mut tc = TestContainer::new(&["sh", "-c", MEMORY_HOG]);
+    // swap = limit: no swap to spill into, so the kernel must kill.
+    tc.config()["linux"]["resources"]["memory"] =
+        json!({ "limit": MEMORY_LIMIT, "swap": MEMORY_LIMIT });
+    let out = tc.run_foreground(&[]);
+    out.ok();
+    assert_eq!(
+        out.stdout, "tail=137\n",
+        "tail died of SIGKILL (OOM):\n{out}"
+    );
+}
+
+#[test]
+fn pids_limit_stops_forks() {
+    const LIMIT: usize = 5;
+    // Each successful fork prints a line; busybox sh gives up at the first failure.
+    let mut tc = TestContainer::new(&[
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 5 & echo started $i; done",
+    ]);
+    tc.config()["linux"]["resources"]["pids"] = json!({ "limit": LIMIT });
+    let out = tc.run_foreground(&[]);
+    out.assert_failed();
+    let started = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("started"))
+        .count();
+    assert!(started < LIMIT, "{started} forks succeeded:\n{out}");
+    assert!(started > 0, "{out}");
+    assert!(out.stderr.contains("can't fork"), "{out}");
+}
+
+#[test]
+fn rlimit_nofile_sets_ulimit() {
+    let tc = TestContainer::new(&["sh", "-c", "ulimit -n; ulimit -Hn"]);
+    let nofile = &tc.bundle.config["process"]["rlimits"][0];
+    assert_eq!(nofile["type"], "RLIMIT_NOFILE");
+    assert_eq!(
+        (&nofile["soft"], &nofile["hard"]),
+        (&json!(1024), &json!(1024))
+    );
+    let out = tc.run_foreground(&[]);
+    out.ok();
+    assert_eq!(out.stdout, "1024\n1024\n", "{out}");
+}
+
+/// The soft and hard columns of a `/proc/self/limits` row.
+fn limits_row(limits: &str, name: &str) -> Option<(String, String)> {
+    let rest = limits.lines().find_map(|l| l.strip_prefix(name))?;
+    let mut cols = rest.split_whitespace();
+    Some((cols.next()?.to_string(), cols.next()?.to_string()))
+}
+
+#[test]
+fn custom_rlimits_nproc_and_core() {
+    let mut tc = TestContainer::new(&["cat", "/proc/self/limits"]);
+    let rlimits = tc.config()["process"]["rlimits"].as_array_mut().unwrap();
+    rlimits.push(json!({ "type": "RLIMIT_NPROC", "soft": 123, "hard": 456 }));
+    rlimits.push(json!({ "type": "RLIMIT_CORE", "soft": 4096, "hard": 8192 }));
+    let out = tc.run_foreground(&[]);
+    out.ok();
+    let row = |n| limits_row(&out.stdout, n);
+    assert_eq!(
+        row("Max processes"),
+        Some(("123".into(), "456".into())),
+        "{out}"
+    );
+    assert_eq!(
+        row("Max core file size"),
+        Some(("4096".into(), "8192".into())),
+        "{out}"
+    );
+    assert_eq!(
+        row("Max open files"),
+        Some(("1024".into(), "1024".into())),
+        "{out}"
+    );
+}

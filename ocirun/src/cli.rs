@@ -1,0 +1,180 @@
+//! runc's command line, so that containerd, dockerd and people call ocirun exactly as
+//! they call runc. Only parsing here; the commands live in `container/`.
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ocirun",
+    version,
+    about = "A runc-compatible OCI runtime",
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    /// Root directory for storage of container state (should be on tmpfs).
+    #[arg(long, global = true, default_value = "/run/ocirun")]
+    pub root: PathBuf,
+    /// Log file (default: stderr).
+    #[arg(long, global = true)]
+    pub log: Option<PathBuf>,
+    /// Log format: text or json (json is what containerd reads back on failure).
+    #[arg(long = "log-format", global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Enable debug logging.
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Use systemd to manage cgroups (not supported: ocirun drives cgroupfs directly).
+    #[arg(long = "systemd-cgroup", global = true)]
+    pub systemd_cgroup: bool,
+    /// Accepted for runc compatibility; ocirun never runs rootless.
+    #[arg(long, global = true, hide = true)]
+    pub rootless: Option<String>,
+    /// Accepted for runc compatibility (checkpoint/restore is not supported).
+    #[arg(long, global = true, hide = true)]
+    pub criu: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a container: set everything up and stop before running the process.
+    Create(CreateArgs),
+    /// Run the process of a created container.
+    Start { id: String },
+    /// Create and start a container, and wait for it unless --detach.
+    Run(RunArgs),
+    /// Print the state of a container as JSON.
+    State { id: String },
+    /// Send a signal (default SIGTERM) to the container's init, or to all its processes.
+    Kill {
+        id: String,
+        signal: Option<String>,
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Delete a container and the resources it holds.
+    Delete {
+        id: String,
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// List containers under --root.
+    #[command(alias = "ls")]
+    List {
+        #[arg(short, long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Write a default config.json in the bundle directory.
+    Spec {
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+        /// Accepted for runc compatibility; makes a user-namespace spec.
+        #[arg(long)]
+        rootless: bool,
+    },
+    /// Print the features this runtime supports, as JSON.
+    Features,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    pub id: String,
+    /// Bundle directory (default: the current directory).
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Write the container's init pid (host view) to this file.
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty master when process.terminal is set.
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Do not use pivot_root (for ramdisk roots): MS_MOVE plus chroot instead.
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+    /// Do not create a new session keyring (accepted; ocirun never creates one).
+    #[arg(long = "no-new-keyring")]
+    pub no_new_keyring: bool,
+    /// Pass this many extra file descriptors (from fd 3 on) to the container process.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub create: CreateArgs,
+    /// Detach from the container's process.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Keep the container after it exits (runc's --keep).
+    #[arg(long)]
+    pub keep: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_containerd_style_create() {
+        let cli = Cli::try_parse_from([
+            "ocirun",
+            "--root",
+            "/run/containerd/runc/default",
+            "--log",
+            "/x/log.json",
+            "--log-format",
+            "json",
+            "create",
+            "--bundle",
+            "/b",
+            "--pid-file",
+            "/b/init.pid",
+            "--no-new-keyring",
+            "abc",
+        ])
+        .unwrap();
+        assert_eq!(cli.log_format, LogFormat::Json);
+        match cli.command {
+            Command::Create(c) => {
+                assert_eq!(c.id, "abc");
+                assert_eq!(c.bundle, PathBuf::from("/b"));
+                assert!(c.no_new_keyring);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn global_flags_after_the_command_are_accepted() {
+        let cli = Cli::try_parse_from(["ocirun", "state", "x", "--root", "/r"]).unwrap();
+        assert_eq!(cli.root, PathBuf::from("/r"));
+    }
+
+    #[test]
+    fn kill_takes_signal_and_all() {
+        let cli = Cli::try_parse_from(["ocirun", "kill", "--all", "x", "KILL"]).unwrap();
+        match cli.command {
+            Command::Kill { id, signal, all } => {
+                assert_eq!((id.as_str(), signal.as_deref(), all), ("x", Some("KILL"), true));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

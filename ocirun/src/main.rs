@@ -1,0 +1,16 @@
+use clap::Parser;
+
+fn main() {
+    let cli = ocirun::cli::Cli::parse();
+    ocirun::logging::init(cli.log.as_deref(), cli.log_format, cli.debug);
+    let code = match ocirun::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let line = ocirun::one_line(&e);
+            ocirun::logging::log_error(&line);
+            eprintln!("ocirun: {line}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
