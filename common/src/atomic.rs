@@ -7,7 +7,10 @@ use std::path::Path;
 /// old content or the new one, never a torn file: temp file in the same directory,
 /// fsync, rename over the target, fsync of the directory.
 pub fn atomic_write(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;

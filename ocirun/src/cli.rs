@@ -27,8 +27,9 @@ pub struct Cli {
     /// Use systemd to manage cgroups (not supported: ocirun drives cgroupfs directly).
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
-    /// Accepted for runc compatibility; ocirun never runs rootless.
-    #[arg(long, global = true, hide = true)]
+    /// runc's `--rootless true|false|auto` for containers, and `spec --rootless`.
+    /// ocirun always runs as root; `spec` uses it to write a user-namespace spec.
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
     pub rootless: Option<String>,
     /// Accepted for runc compatibility (checkpoint/restore is not supported).
     #[arg(long, global = true, hide = true)]
@@ -84,9 +85,6 @@ pub enum Command {
     Spec {
         #[arg(short, long, default_value = ".")]
         bundle: PathBuf,
-        /// Accepted for runc compatibility; makes a user-namespace spec.
-        #[arg(long)]
-        rootless: bool,
     },
     /// Print the features this runtime supports, as JSON.
     Features,
@@ -172,7 +170,10 @@ mod tests {
         let cli = Cli::try_parse_from(["ocirun", "kill", "--all", "x", "KILL"]).unwrap();
         match cli.command {
             Command::Kill { id, signal, all } => {
-                assert_eq!((id.as_str(), signal.as_deref(), all), ("x", Some("KILL"), true));
+                assert_eq!(
+                    (id.as_str(), signal.as_deref(), all),
+                    ("x", Some("KILL"), true)
+                );
             }
             other => panic!("unexpected {other:?}"),
         }

@@ -76,14 +76,21 @@ pub fn run(cli: Cli) -> Result<i32> {
             container::kill::kill(root, id, signal.as_deref(), *all).map(|()| 0)
         }
         Command::Delete { id, force } => container::delete::delete(root, id, *force).map(|()| 0),
-        Command::List { format, quiet } => print_out(&container::list::list(root, *format, *quiet)?),
-        Command::Spec { bundle, rootless } => {
+        Command::List { format, quiet } => {
+            print_out(&container::list::list(root, *format, *quiet)?)
+        }
+        Command::Spec { bundle } => {
+            let rootless = matches!(cli.rootless.as_deref(), Some("true") | Some(""));
             let path = bundle.join("config.json");
             if path.exists() {
-                return Err(OciError::Other(format!("{} already exists", path.display())));
+                return Err(OciError::Other(format!(
+                    "{} already exists",
+                    path.display()
+                )));
             }
-            let spec = spec::default_spec(*rootless)?;
-            let text = serde_json::to_string_pretty(&spec).map_err(|e| OciError::Other(e.to_string()))?;
+            let spec = spec::default_spec(rootless)?;
+            let text =
+                serde_json::to_string_pretty(&spec).map_err(|e| OciError::Other(e.to_string()))?;
             std::fs::write(&path, text).map_err(|e| OciError::io("write", &path, e))?;
             Ok(0)
         }

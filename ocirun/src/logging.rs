@@ -30,7 +30,8 @@ impl Visit for Message {
         if field.name() == "message" {
             self.msg = format!("{value:?}");
         } else {
-            self.fields.push((field.name().to_string(), format!("{value:?}")));
+            self.fields
+                .push((field.name().to_string(), format!("{value:?}")));
         }
     }
 
@@ -38,7 +39,8 @@ impl Visit for Message {
         if field.name() == "message" {
             self.msg = value.to_string();
         } else {
-            self.fields.push((field.name().to_string(), value.to_string()));
+            self.fields
+                .push((field.name().to_string(), value.to_string()));
         }
     }
 }
@@ -85,14 +87,7 @@ pub fn init(log: Option<&Path>, format: LogFormat, debug: bool) {
         },
         None => Box::new(std::io::stderr()),
     };
-    // Without --log, errors are printed by main on stderr; don't print them twice.
-    let min = if debug {
-        Level::DEBUG
-    } else if log.is_some() {
-        Level::WARN
-    } else {
-        Level::WARN
-    };
+    let min = if debug { Level::DEBUG } else { Level::WARN };
     let layer = RuncLog {
         out: Mutex::new(out),
         json: format == LogFormat::Json,

@@ -40,9 +40,13 @@ pub fn ensure_sealed() -> Result<()> {
             "re-executed from a sealed copy, but /proc/self/exe is not sealed".into(),
         ));
     }
-    let mut exe = File::open("/proc/self/exe").map_err(|e| OciError::io("open", "/proc/self/exe", e))?;
-    let memfd = memfd_create(c"ocirun", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)
-        .map_err(|e| OciError::sys("memfd_create", e))?;
+    let mut exe =
+        File::open("/proc/self/exe").map_err(|e| OciError::io("open", "/proc/self/exe", e))?;
+    let memfd = memfd_create(
+        c"ocirun",
+        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+    )
+    .map_err(|e| OciError::sys("memfd_create", e))?;
     let mut copy = File::from(memfd);
     std::io::copy(&mut exe, &mut copy).map_err(|e| OciError::io("copy", "/proc/self/exe", e))?;
     fcntl(copy.as_fd(), FcntlArg::F_ADD_SEALS(required_seals()))

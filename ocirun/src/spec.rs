@@ -92,7 +92,8 @@ pub fn validate(spec: &Spec) -> Result<()> {
     if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
         return bad("hostname requires a uts namespace".into());
     }
-    if spec.domainname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
+    if spec.domainname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts)
+    {
         return bad("domainname requires a uts namespace".into());
     }
     let new_userns = namespaces
@@ -175,7 +176,12 @@ mod tests {
             "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
             "linux": {"namespaces": [{"type": "user"}]}
         }));
-        assert!(validate(&s).unwrap_err().to_string().contains("uidMappings"));
+        assert!(
+            validate(&s)
+                .unwrap_err()
+                .to_string()
+                .contains("uidMappings")
+        );
     }
 
     #[test]

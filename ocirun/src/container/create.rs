@@ -78,7 +78,13 @@ pub fn create(opts: &CreateOptions<'_>) -> Result<Created> {
     let bundle = spec::load_bundle(opts.bundle)?;
     let plan = NamespacePlan::from_spec(&bundle.spec)?;
     // Parse now so that a bad capability name fails before anything exists.
-    CapPlan::from_spec(bundle.spec.process().as_ref().and_then(|p| p.capabilities().as_ref()))?;
+    CapPlan::from_spec(
+        bundle
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.capabilities().as_ref()),
+    )?;
     let layout = Layout::detect()?;
     let cgroups_path = bundle
         .spec
@@ -89,7 +95,8 @@ pub fn create(opts: &CreateOptions<'_>) -> Result<Created> {
         .unwrap_or_default();
     let cgroup = Cgroup::new(&layout, &cgroups_path, id.as_str())?;
 
-    std::fs::create_dir_all(opts.root).map_err(|e| OciError::io("create state root", opts.root, e))?;
+    std::fs::create_dir_all(opts.root)
+        .map_err(|e| OciError::io("create state root", opts.root, e))?;
     let dir = ContainerDir::new(opts.root, &id);
     match std::fs::create_dir(&dir.dir) {
         Ok(()) => {}
@@ -155,10 +162,14 @@ pub fn create(opts: &CreateOptions<'_>) -> Result<Created> {
             Some(Message::InitPid { pid }) => break Pid::from_raw(pid),
             Some(Message::Error(e)) => return Err(OciError::Child(e)),
             Some(other) => {
-                return Err(OciError::Channel(format!("unexpected {other:?} from bootstrap")));
+                return Err(OciError::Channel(format!(
+                    "unexpected {other:?} from bootstrap"
+                )));
             }
             None => {
-                return Err(OciError::Channel("bootstrap process exited during setup".into()));
+                return Err(OciError::Channel(
+                    "bootstrap process exited during setup".into(),
+                ));
             }
         }
     };
@@ -260,7 +271,11 @@ pub fn resources_with_defaults(spec: &Spec) -> LinuxResources {
         rule(C, Some(5), Some(2), "rwm"),
         rule(C, Some(10), Some(200), "rwm"),
     ]);
-    for d in linux.and_then(|l| l.devices().as_ref()).into_iter().flatten() {
+    for d in linux
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+    {
         rules.push(LinuxDeviceCgroup::from(d));
     }
     res.set_devices(Some(rules));

@@ -5,8 +5,8 @@ use nix::unistd::Pid;
 use tracing::instrument;
 
 use crate::container::create::{CreateOptions, create};
-use crate::container::{Loaded, delete};
 use crate::container::state::Status;
+use crate::container::{Loaded, delete};
 use crate::error::{OciError, Result};
 use crate::process::channel::Message;
 
@@ -72,7 +72,8 @@ fn wait_forwarding_signals(init: Pid) -> Result<i32> {
     for s in FORWARDED {
         mask.add(s);
     }
-    mask.thread_block().map_err(|e| OciError::sys("sigprocmask", e))?;
+    mask.thread_block()
+        .map_err(|e| OciError::sys("sigprocmask", e))?;
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)
         .map_err(|e| OciError::sys("signalfd", e))?;
     loop {

@@ -23,7 +23,11 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     }
     let fifo = c.dir.fifo();
     // Non-blocking: with init gone there is no reader and open fails with ENXIO at once.
-    let fd = match open(&fifo, OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty()) {
+    let fd = match open(
+        &fifo,
+        OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
         Ok(fd) => fd,
         Err(Errno::ENXIO | Errno::ENOENT) => {
             return Err(OciError::WrongState {

@@ -84,7 +84,8 @@ impl ContainerDir {
 
     pub fn save(&self, s: &SavedState) -> Result<()> {
         let path = self.dir.join(STATE_FILE);
-        let data = serde_json::to_vec(s).map_err(|e| OciError::Other(format!("encode state: {e}")))?;
+        let data =
+            serde_json::to_vec(s).map_err(|e| OciError::Other(format!("encode state: {e}")))?;
         common::atomic_write(&path, &data, 0o600).map_err(|e| OciError::io("write", path, e))
     }
 
@@ -114,7 +115,9 @@ impl ContainerDir {
             return Status::Created;
         }
         if let Some(paths) = &s.cgroup
-            && cgroups::Cgroup::from_paths(paths.clone()).is_frozen().unwrap_or(false)
+            && cgroups::Cgroup::from_paths(paths.clone())
+                .is_frozen()
+                .unwrap_or(false)
         {
             return Status::Paused;
         }
@@ -154,7 +157,11 @@ pub fn process_alive(pid: i32, start_time: u64) -> bool {
 
 /// The OCI state document (`ocirun state`), shaped as runc prints it.
 pub fn oci_state_json(s: &SavedState, status: Status) -> serde_json::Value {
-    let pid = if matches!(status, Status::Stopped) { 0 } else { s.init_pid };
+    let pid = if matches!(status, Status::Stopped) {
+        0
+    } else {
+        s.init_pid
+    };
     serde_json::json!({
         "ociVersion": "1.0.2",
         "id": s.id,

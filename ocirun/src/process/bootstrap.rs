@@ -35,10 +35,7 @@ pub fn run(chan: Channel, plan: NamespacePlan, ctx: InitContext<'_>) -> ! {
     }
 }
 
-fn bootstrap(
-    chan: &Channel,
-    plan: NamespacePlan,
-) -> Result<ForkResult, (&'static str, OciError)> {
+fn bootstrap(chan: &Channel, plan: NamespacePlan) -> Result<ForkResult, (&'static str, OciError)> {
     chan.expect(&Message::Go, "waiting to join the cgroup")
         .map_err(|e| ("start", e))?;
     for (t, fd) in &plan.join {
@@ -49,7 +46,8 @@ fn bootstrap(
     if plan.new_user {
         unshare(nix::sched::CloneFlags::CLONE_NEWUSER)
             .map_err(|e| ("user namespace", OciError::sys("unshare user", e)))?;
-        chan.send(&Message::MapIds).map_err(|e| ("user namespace", e))?;
+        chan.send(&Message::MapIds)
+            .map_err(|e| ("user namespace", e))?;
         chan.expect(&Message::IdsMapped, "waiting for id maps")
             .map_err(|e| ("user namespace", e))?;
     }
@@ -58,14 +56,26 @@ fn bootstrap(
         // get a mapped owner (an unmapped fsuid fails with EOVERFLOW).
         let root_u = Uid::from_raw(0);
         let root_g = Gid::from_raw(0);
-        setresgid(root_g, root_g, root_g)
-            .map_err(|e| ("user namespace", OciError::sys("setgid 0 in the user namespace", e)))?;
-        setresuid(root_u, root_u, root_u)
-            .map_err(|e| ("user namespace", OciError::sys("setuid 0 in the user namespace", e)))?;
+        setresgid(root_g, root_g, root_g).map_err(|e| {
+            (
+                "user namespace",
+                OciError::sys("setgid 0 in the user namespace", e),
+            )
+        })?;
+        setresuid(root_u, root_u, root_u).map_err(|e| {
+            (
+                "user namespace",
+                OciError::sys("setuid 0 in the user namespace", e),
+            )
+        })?;
     }
     if !plan.create.is_empty() {
-        unshare(plan.create)
-            .map_err(|e| ("namespaces", OciError::sys(format!("unshare {:?}", plan.create), e)))?;
+        unshare(plan.create).map_err(|e| {
+            (
+                "namespaces",
+                OciError::sys(format!("unshare {:?}", plan.create), e),
+            )
+        })?;
     }
     sys::fork().map_err(|e| ("fork init", OciError::sys("fork", e)))
 }

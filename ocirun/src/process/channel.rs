@@ -3,9 +3,7 @@
 //! a dead peer shows up as end-of-file instead of a hang.
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use nix::sys::socket::{
-    AddressFamily, MsgFlags, SockFlag, SockType, recv, send, socketpair,
-};
+use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, send, socketpair};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ChildError, OciError, Result};

@@ -68,9 +68,20 @@ enum Never {}
 
 fn setup_and_exec(chan: &Channel, ctx: InitContext<'_>) -> std::result::Result<Never, ChildError> {
     let spec = ctx.spec;
-    let process = step("config", spec.process().as_ref().ok_or_else(|| OciError::InvalidConfig("process is missing".into())))?;
-    step("setsid", setsid().map(drop).map_err(|e| OciError::sys("setsid", e)))?;
-    let caps = step("capabilities", CapPlan::from_spec(process.capabilities().as_ref()))?;
+    let process = step(
+        "config",
+        spec.process()
+            .as_ref()
+            .ok_or_else(|| OciError::InvalidConfig("process is missing".into())),
+    )?;
+    step(
+        "setsid",
+        setsid().map(drop).map_err(|e| OciError::sys("setsid", e)),
+    )?;
+    let caps = step(
+        "capabilities",
+        CapPlan::from_spec(process.capabilities().as_ref()),
+    )?;
 
     step(
         "rootfs",
@@ -103,14 +114,22 @@ fn setup_and_exec(chan: &Channel, ctx: InitContext<'_>) -> std::result::Result<N
     let need_chdir = match chdir(cwd) {
         Ok(()) => false,
         Err(Errno::EACCES | Errno::EPERM) => true,
-        Err(e) => return step("cwd", Err(OciError::sys(format!("chdir {}", cwd.display()), e))),
+        Err(e) => {
+            return step(
+                "cwd",
+                Err(OciError::sys(format!("chdir {}", cwd.display()), e)),
+            );
+        }
     };
     let env = build_env(process);
 
     step("capabilities", caps.drop_bounding())?;
     step("user", security::switch_user(process, true))?;
     if need_chdir {
-        step("cwd", chdir(cwd).map_err(|e| OciError::sys(format!("chdir {}", cwd.display()), e)))?;
+        step(
+            "cwd",
+            chdir(cwd).map_err(|e| OciError::sys(format!("chdir {}", cwd.display()), e)),
+        )?;
     }
     step("capabilities", caps.apply())?;
     if let Some(mask) = process.user().umask() {
@@ -119,7 +138,11 @@ fn setup_and_exec(chan: &Channel, ctx: InitContext<'_>) -> std::result::Result<N
     let args = process.args().as_deref().unwrap_or_default();
     let exe = step("exec", find_executable(&args[0], &env))?;
     if process.no_new_privileges().unwrap_or(false) {
-        step("no_new_privs", nix::sys::prctl::set_no_new_privs().map_err(|e| OciError::sys("PR_SET_NO_NEW_PRIVS", e)))?;
+        step(
+            "no_new_privs",
+            nix::sys::prctl::set_no_new_privs()
+                .map_err(|e| OciError::sys("PR_SET_NO_NEW_PRIVS", e)),
+        )?;
     }
     step(
         "fds",
@@ -132,7 +155,11 @@ fn setup_and_exec(chan: &Channel, ctx: InitContext<'_>) -> std::result::Result<N
         StartSignal::Fifo(fd) => {
             let mut f = std::fs::File::from(fd);
             let mut b = [0u8; 1];
-            step("start", f.read_exact(&mut b).map_err(|e| OciError::io("read", "exec fifo", e)))?;
+            step(
+                "start",
+                f.read_exact(&mut b)
+                    .map_err(|e| OciError::io("read", "exec fifo", e)),
+            )?;
         }
     }
 

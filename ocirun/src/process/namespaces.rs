@@ -87,7 +87,6 @@ impl NamespacePlan {
 }
 
 fn open_ns(t: LinuxNamespaceType, p: &Path) -> Result<OwnedFd> {
-    open(p, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(|e| {
-        OciError::InvalidConfig(format!("namespace {t} path {}: {e}", p.display()))
-    })
+    open(p, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| OciError::InvalidConfig(format!("namespace {t} path {}: {e}", p.display())))
 }

@@ -4,10 +4,10 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use nix::errno::Errno;
+use nix::fcntl::AtFlags;
 use nix::mount::{MsFlags, mount};
 use nix::sys::stat::{Mode, SFlag, makedev, mknodat, umask};
-use nix::unistd::{Gid, Uid, fchownat, symlinkat, unlinkat, UnlinkatFlags};
-use nix::fcntl::AtFlags;
+use nix::unistd::{Gid, Uid, UnlinkatFlags, fchownat, symlinkat, unlinkat};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 
 use crate::error::{OciError, Result};
@@ -23,12 +23,36 @@ pub struct DefaultDevice {
 
 /// The nodes every container gets (the runtime spec's list), all char devices 0666.
 pub const DEFAULT_DEVICES: [DefaultDevice; 6] = [
-    DefaultDevice { path: "/dev/null", major: 1, minor: 3 },
-    DefaultDevice { path: "/dev/zero", major: 1, minor: 5 },
-    DefaultDevice { path: "/dev/full", major: 1, minor: 7 },
-    DefaultDevice { path: "/dev/random", major: 1, minor: 8 },
-    DefaultDevice { path: "/dev/urandom", major: 1, minor: 9 },
-    DefaultDevice { path: "/dev/tty", major: 5, minor: 0 },
+    DefaultDevice {
+        path: "/dev/null",
+        major: 1,
+        minor: 3,
+    },
+    DefaultDevice {
+        path: "/dev/zero",
+        major: 1,
+        minor: 5,
+    },
+    DefaultDevice {
+        path: "/dev/full",
+        major: 1,
+        minor: 7,
+    },
+    DefaultDevice {
+        path: "/dev/random",
+        major: 1,
+        minor: 8,
+    },
+    DefaultDevice {
+        path: "/dev/urandom",
+        major: 1,
+        minor: 9,
+    },
+    DefaultDevice {
+        path: "/dev/tty",
+        major: 5,
+        minor: 0,
+    },
 ];
 
 struct Node<'a> {
@@ -99,10 +123,9 @@ pub fn create_spec_devices(root: &OwnedFd, devices: &[LinuxDevice], in_userns: b
 fn create_node(root: &OwnedFd, n: &Node<'_>, in_userns: bool) -> Result<()> {
     let err = |what: &str, e: Errno| OciError::sys(format!("{what} {}", n.path.display()), e);
     let parent = n.path.parent().unwrap_or(Path::new("/dev"));
-    let name = n
-        .path
-        .file_name()
-        .ok_or_else(|| OciError::InvalidConfig(format!("device path {} has no name", n.path.display())))?;
+    let name = n.path.file_name().ok_or_else(|| {
+        OciError::InvalidConfig(format!("device path {} has no name", n.path.display()))
+    })?;
     let dir = resolve_in_root(root.as_fd(), parent, Create::Dir)
         .map_err(|e| OciError::Other(format!("device: {e}")))?;
     // A node the image already ships (or a default listed again in the spec) is replaced.
@@ -114,8 +137,14 @@ fn create_node(root: &OwnedFd, n: &Node<'_>, in_userns: bool) -> Result<()> {
         // mknod is refused in a user namespace: bind the host's node onto an empty file.
         let target = resolve_in_root(root.as_fd(), n.path, Create::File)
             .map_err(|e| OciError::Other(format!("device: {e}")))?;
-        mount(Some(n.path), &fd_path(&target), None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(|e| err("bind device", e))?;
+        mount(
+            Some(n.path),
+            &fd_path(&target),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| err("bind device", e))?;
         return Ok(());
     }
     let old = umask(Mode::empty());

@@ -72,9 +72,9 @@ pub fn setup(ctx: &RootfsContext<'_>) -> Result<()> {
     for m in mounts {
         mount_entry(ctx, &root, m)?;
     }
-    let dev_is_bound = mounts.iter().any(|m| {
-        m.destination() == Path::new("/dev") && options_of(m).is_bind()
-    });
+    let dev_is_bound = mounts
+        .iter()
+        .any(|m| m.destination() == Path::new("/dev") && options_of(m).is_bind());
     if !dev_is_bound {
         devices::create_default(&root, ctx.in_userns)?;
         devices::create_links(&root)?;
@@ -136,7 +136,11 @@ fn find_mount_point(path: &Path) -> Result<Option<PathBuf>> {
         let mp = PathBuf::from(unescape_mountinfo(mp));
         if path.starts_with(&mp) {
             let len = mp.as_os_str().len();
-            let shared = fields.iter().skip(6).take_while(|f| **f != "-").any(|f| f.starts_with("shared:"));
+            let shared = fields
+                .iter()
+                .skip(6)
+                .take_while(|f| **f != "-")
+                .any(|f| f.starts_with("shared:"));
             if best.as_ref().is_none_or(|(l, _, _)| len >= *l) {
                 best = Some((len, mp, shared));
             }
@@ -150,6 +154,15 @@ fn unescape_mountinfo(s: &str) -> String {
         .replace("\\011", "\t")
         .replace("\\012", "\n")
         .replace("\\134", "\\")
+}
+
+/// An fd opened before a mount still names the directory underneath it, so every step
+/// after a mount (remount, propagation, sub-mounts) must look the destination up again.
+fn reopen(root: &OwnedFd, dest: &Path) -> Result<(OwnedFd, PathBuf)> {
+    let fd = resolve_in_root(root.as_fd(), dest, Create::Nothing)
+        .map_err(|e| OciError::Other(format!("mount destination: {e}")))?;
+    let path = fd_path(&fd);
+    Ok((fd, path))
 }
 
 fn options_of(m: &Mount) -> MountOptions {
@@ -197,37 +210,55 @@ fn mount_entry(ctx: &RootfsContext<'_>, root: &OwnedFd, m: &Mount) -> Result<()>
                 None::<&str>,
             )
             .map_err(|e| mount_err("sysfs (rbind)", dest, e))?;
-            remount_bind(&target_path, opts.flags, dest)?;
+            let (_fd, mounted) = reopen(root, dest)?;
+            remount_bind(&mounted, opts.flags, dest)?;
         }
         Err(e) => return Err(mount_err(typ, dest, e)),
     }
-    finish_mount(&target_path, &opts, dest)
+    let (_fd, mounted) = reopen(root, dest)?;
+    finish_mount(&mounted, &opts, dest)
 }
 
-fn bind_mount(ctx: &RootfsContext<'_>, root: &OwnedFd, m: &Mount, opts: &MountOptions) -> Result<()> {
+fn bind_mount(
+    ctx: &RootfsContext<'_>,
+    root: &OwnedFd,
+    m: &Mount,
+    opts: &MountOptions,
+) -> Result<()> {
     let dest = m.destination();
-    let source = m
-        .source()
-        .clone()
-        .ok_or_else(|| OciError::InvalidConfig(format!("bind mount on {} has no source", dest.display())))?;
+    let source = m.source().clone().ok_or_else(|| {
+        OciError::InvalidConfig(format!("bind mount on {} has no source", dest.display()))
+    })?;
     let source = if source.is_absolute() {
         source
     } else {
         ctx.bundle.join(source)
     };
-    let meta = std::fs::metadata(&source).map_err(|e| OciError::io("bind mount source", &source, e))?;
-    let create = if meta.is_dir() { Create::Dir } else { Create::File };
+    let meta =
+        std::fs::metadata(&source).map_err(|e| OciError::io("bind mount source", &source, e))?;
+    let create = if meta.is_dir() {
+        Create::Dir
+    } else {
+        Create::File
+    };
     let target = resolve_in_root(root.as_fd(), dest, create)
         .map_err(|e| OciError::Other(format!("mount destination: {e}")))?;
     let target_path = fd_path(&target);
     let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
-    mount(Some(&source), &target_path, None::<&str>, flags, None::<&str>)
-        .map_err(|e| mount_err(&format!("bind {}", source.display()), dest, e))?;
+    mount(
+        Some(&source),
+        &target_path,
+        None::<&str>,
+        flags,
+        None::<&str>,
+    )
+    .map_err(|e| mount_err(&format!("bind {}", source.display()), dest, e))?;
+    let (_fd, mounted) = reopen(root, dest)?;
     let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
     if !extra.is_empty() {
-        remount_bind(&target_path, opts.flags, dest)?;
+        remount_bind(&mounted, opts.flags, dest)?;
     }
-    finish_mount(&target_path, opts, dest)
+    finish_mount(&mounted, opts, dest)
 }
 
 /// Applies flags to a bind mount (mount(2) ignores them on the first MS_BIND). Flags the
@@ -290,7 +321,12 @@ fn finish_mount(target: &Path, opts: &MountOptions, shown: &Path) -> Result<()> 
 /// cgroup v1: a tmpfs with one bind mount per hierarchy of the container's own cgroup
 /// directories (as runc does), so the container sees its cgroup as the root. v2: the
 /// container's cgroup directory itself.
-fn mount_cgroup(ctx: &RootfsContext<'_>, root: &OwnedFd, m: &Mount, opts: &MountOptions) -> Result<()> {
+fn mount_cgroup(
+    ctx: &RootfsContext<'_>,
+    root: &OwnedFd,
+    m: &Mount,
+    opts: &MountOptions,
+) -> Result<()> {
     let dest = m.destination();
     let target = resolve_in_root(root.as_fd(), dest, Create::Dir)
         .map_err(|e| OciError::Other(format!("mount destination: {e}")))?;
@@ -305,9 +341,24 @@ fn mount_cgroup(ctx: &RootfsContext<'_>, root: &OwnedFd, m: &Mount, opts: &Mount
         | MsFlags::MS_NOEXEC;
     if paths.v2 {
         if let Some(dir) = paths.dirs.get("") {
-            mount(Some(dir), &target_path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                .map_err(|e| mount_err("cgroup2 bind", dest, e))?;
-            remount_bind(&target_path, base | if ro { MsFlags::MS_RDONLY } else { MsFlags::empty() }, dest)?;
+            mount(
+                Some(dir),
+                &target_path,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(|e| mount_err("cgroup2 bind", dest, e))?;
+            let (_fd, mounted) = reopen(root, dest)?;
+            remount_bind(
+                &mounted,
+                base | if ro {
+                    MsFlags::MS_RDONLY
+                } else {
+                    MsFlags::empty()
+                },
+                dest,
+            )?;
         }
         return Ok(());
     }
@@ -319,13 +370,7 @@ fn mount_cgroup(ctx: &RootfsContext<'_>, root: &OwnedFd, m: &Mount, opts: &Mount
         Some("mode=755"),
     )
     .map_err(|e| mount_err("cgroup tmpfs", dest, e))?;
-    let tmpfs: OwnedFd = open(
-        &target_path,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| OciError::sys(format!("open {}", dest.display()), e))?
-    .into();
+    let (tmpfs, target_path) = reopen(root, dest)?;
     for (key, dir) in &paths.dirs {
         let name = match key.as_str() {
             "" => "unified".to_string(),
@@ -337,9 +382,26 @@ fn mount_cgroup(ctx: &RootfsContext<'_>, root: &OwnedFd, m: &Mount, opts: &Mount
         let sub = resolve_in_root(tmpfs.as_fd(), Path::new(&name), Create::Dir)
             .map_err(|e| OciError::Other(format!("cgroup mount: {e}")))?;
         let sub_path = fd_path(&sub);
-        mount(Some(dir), &sub_path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-            .map_err(|e| mount_err(&format!("cgroup {key}"), dest, e))?;
-        remount_bind(&sub_path, base | if ro { MsFlags::MS_RDONLY } else { MsFlags::empty() }, dest)?;
+        mount(
+            Some(dir),
+            &sub_path,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| mount_err(&format!("cgroup {key}"), dest, e))?;
+        let sub = resolve_in_root(tmpfs.as_fd(), Path::new(&name), Create::Nothing)
+            .map_err(|e| OciError::Other(format!("cgroup mount: {e}")))?;
+        let sub_path = fd_path(&sub);
+        remount_bind(
+            &sub_path,
+            base | if ro {
+                MsFlags::MS_RDONLY
+            } else {
+                MsFlags::empty()
+            },
+            dest,
+        )?;
         if name.contains(',') {
             for part in name.split(',') {
                 let _ = nix::unistd::symlinkat(name.as_str(), tmpfs.as_fd(), part);
@@ -360,18 +422,32 @@ fn mount_cgroup(ctx: &RootfsContext<'_>, root: &OwnedFd, m: &Mount, opts: &Mount
 }
 
 fn pivot(rootfs: &Path) -> Result<()> {
-    let old_root = open("/", OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| OciError::sys("open /", e))?;
-    let new_root = open(rootfs, OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| OciError::sys(format!("open {}", rootfs.display()), e))?;
+    let old_root = open(
+        "/",
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| OciError::sys("open /", e))?;
+    let new_root = open(
+        rootfs,
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| OciError::sys(format!("open {}", rootfs.display()), e))?;
     fchdir(&new_root).map_err(|e| OciError::sys("fchdir rootfs", e))?;
     // pivot_root(".", ".") stacks the old root on top of the new one, so no directory
     // for it is needed inside the rootfs.
     pivot_root(".", ".").map_err(|e| OciError::sys("pivot_root", e))?;
     fchdir(&old_root).map_err(|e| OciError::sys("fchdir old root", e))?;
     // Detaching must not propagate to the host.
-    mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-        .map_err(|e| mount_err("rslave", Path::new("old root"), e))?;
+    mount(
+        None::<&str>,
+        ".",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| mount_err("rslave", Path::new("old root"), e))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| OciError::sys("umount old root", e))?;
     chdir("/").map_err(|e| OciError::sys("chdir /", e))
 }
@@ -379,15 +455,23 @@ fn pivot(rootfs: &Path) -> Result<()> {
 /// --no-pivot: for roots that pivot_root cannot leave (initramfs).
 fn move_root(rootfs: &Path) -> Result<()> {
     chdir(rootfs).map_err(|e| OciError::sys("chdir rootfs", e))?;
-    mount(Some(rootfs), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
-        .map_err(|e| mount_err("move", rootfs, e))?;
+    mount(
+        Some(rootfs),
+        "/",
+        None::<&str>,
+        MsFlags::MS_MOVE,
+        None::<&str>,
+    )
+    .map_err(|e| mount_err("move", rootfs, e))?;
     chroot(".").map_err(|e| OciError::sys("chroot", e))?;
     chdir("/").map_err(|e| OciError::sys("chdir /", e))
 }
 
 /// After pivot_root: maskedPaths, readonlyPaths, then a read-only root if asked.
 pub fn finish(spec: &Spec) -> Result<()> {
-    let root: OwnedFd = File::open("/").map_err(|e| OciError::io("open", "/", e))?.into();
+    let root: OwnedFd = File::open("/")
+        .map_err(|e| OciError::io("open", "/", e))?
+        .into();
     if let Some(linux) = spec.linux() {
         for p in linux.readonly_paths().as_deref().unwrap_or_default() {
             make_readonly(&root, Path::new(p))?;
@@ -396,7 +480,12 @@ pub fn finish(spec: &Spec) -> Result<()> {
             mask(&root, Path::new(p))?;
         }
     }
-    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
         remount_bind(Path::new("/"), MsFlags::MS_RDONLY, Path::new("/"))?;
     }
     Ok(())
@@ -409,8 +498,14 @@ fn make_readonly(root: &OwnedFd, p: &Path) -> Result<()> {
         Err(e) => return Err(OciError::Other(format!("readonly path: {e}"))),
     };
     let target = fd_path(&fd);
-    mount(Some(&target), &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .map_err(|e| mount_err("readonly bind", p, e))?;
+    mount(
+        Some(&target),
+        &target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| mount_err("readonly bind", p, e))?;
     // Re-resolve: the bind created a new mount on top of the old fd's.
     let fd = resolve_in_root(root.as_fd(), p, Create::Nothing)
         .map_err(|e| OciError::Other(format!("readonly path: {e}")))?;
@@ -424,11 +519,25 @@ fn mask(root: &OwnedFd, p: &Path) -> Result<()> {
         Err(e) => return Err(OciError::Other(format!("masked path: {e}"))),
     };
     let target = fd_path(&fd);
-    let is_dir = std::fs::metadata(&target).map(|m| m.is_dir()).unwrap_or(false);
+    let is_dir = std::fs::metadata(&target)
+        .map(|m| m.is_dir())
+        .unwrap_or(false);
     let result = if is_dir {
-        mount(Some("tmpfs"), &target, Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0k"))
+        mount(
+            Some("tmpfs"),
+            &target,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            Some("size=0k"),
+        )
     } else {
-        mount(Some("/dev/null"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        mount(
+            Some("/dev/null"),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
     };
     result.map_err(|e| mount_err("mask", p, e))
 }

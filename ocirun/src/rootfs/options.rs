@@ -161,14 +161,65 @@ fn recursive_option(o: &str) -> Option<(bool, u64)> {
 /// Every option word ocirun understands, for `ocirun features`.
 pub fn known_options() -> Vec<&'static str> {
     let mut all = vec![
-        "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "iversion",
-        "lazytime", "loud", "mand", "noatime", "nodev", "nodiratime", "noexec", "noiversion",
-        "nolazytime", "nomand", "norelatime", "nostrictatime", "nosuid", "nosymfollow",
-        "private", "ratime", "rbind", "rdev", "rdiratime", "relatime", "remount", "rexec",
-        "rnoatime", "rnodev", "rnodiratime", "rnoexec", "rnorelatime", "rnostrictatime",
-        "rnosuid", "rnosymfollow", "ro", "rprivate", "rrelatime", "rro", "rrw", "rshared",
-        "rslave", "rstrictatime", "rsuid", "rsymfollow", "runbindable", "rw", "shared",
-        "silent", "slave", "strictatime", "suid", "symfollow", "sync", "tmpcopyup",
+        "async",
+        "atime",
+        "bind",
+        "defaults",
+        "dev",
+        "diratime",
+        "dirsync",
+        "exec",
+        "iversion",
+        "lazytime",
+        "loud",
+        "mand",
+        "noatime",
+        "nodev",
+        "nodiratime",
+        "noexec",
+        "noiversion",
+        "nolazytime",
+        "nomand",
+        "norelatime",
+        "nostrictatime",
+        "nosuid",
+        "nosymfollow",
+        "private",
+        "ratime",
+        "rbind",
+        "rdev",
+        "rdiratime",
+        "relatime",
+        "remount",
+        "rexec",
+        "rnoatime",
+        "rnodev",
+        "rnodiratime",
+        "rnoexec",
+        "rnorelatime",
+        "rnostrictatime",
+        "rnosuid",
+        "rnosymfollow",
+        "ro",
+        "rprivate",
+        "rrelatime",
+        "rro",
+        "rrw",
+        "rshared",
+        "rslave",
+        "rstrictatime",
+        "rsuid",
+        "rsymfollow",
+        "runbindable",
+        "rw",
+        "shared",
+        "silent",
+        "slave",
+        "strictatime",
+        "suid",
+        "symfollow",
+        "sync",
+        "tmpcopyup",
         "unbindable",
     ];
     all.sort_unstable();
@@ -185,8 +236,18 @@ mod tests {
 
     #[test]
     fn flags_data_and_propagation_are_split() {
-        let o = p(&["nosuid", "noexec", "ro", "mode=755", "size=65536k", "rslave"]);
-        assert!(o.flags.contains(MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY));
+        let o = p(&[
+            "nosuid",
+            "noexec",
+            "ro",
+            "mode=755",
+            "size=65536k",
+            "rslave",
+        ]);
+        assert!(
+            o.flags
+                .contains(MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY)
+        );
         assert_eq!(o.data_string().as_deref(), Some("mode=755,size=65536k"));
         assert_eq!(o.propagation, vec![MsFlags::MS_SLAVE | MsFlags::MS_REC]);
     }
