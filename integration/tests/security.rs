@@ -206,3 +206,31 @@ fn user_namespace_process_runs_as_mapped_uid_on_host() {
     let gid = proc_status_field(pid, "Gid").unwrap_or_default();
     assert_eq!(gid.split_whitespace().next(), Some("100000"));
 }
+
+/// CVE-2019-5736: while a created container's init still runs the runtime's code, the
+/// container can reach that binary through /proc/PID/exe. It must not be able to write
+/// it (runc and ocirun both exec from a protected copy).
+#[test]
+fn runtime_binary_is_not_writable_through_proc_exe() {
+    let tc = TestContainer::new(&["true"]);
+    tc.create().ok();
+    let pid = tc.pid();
+    let exe = format!("/proc/{pid}/exe");
+    // A read-only mount refuses the open (EROFS), a sealed memfd the write (EPERM), an
+    // executing memfd the open (ETXTBSY; a busy host binary also says ETXTBSY, hence the
+    // second check). Appending nothing would prove nothing, so append a byte.
+    let written = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&exe)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"\0"));
+    let err = written.expect_err("the runtime binary was writable through /proc/PID/exe");
+    assert!(
+        matches!(err.raw_os_error(), Some(30 | 1 | 26)),
+        "expected EROFS, EPERM or ETXTBSY, got {err}"
+    );
+    // Whatever it is, it is not the file the runtime was started from.
+    let target = std::fs::read_link(&exe).expect("readlink exe");
+    let runtime = std::fs::canonicalize(tc.rt.path()).expect("canonical runtime");
+    assert_ne!(target, runtime, "init runs the host binary itself");
+    tc.delete_force().ok();
+}

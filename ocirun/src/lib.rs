@@ -30,7 +30,8 @@ pub fn run(cli: Cli) -> Result<i32> {
     let root = cli.root.as_path();
     match &cli.command {
         Command::Create(a) => {
-            sealed_exe::ensure_sealed()?;
+            std::fs::create_dir_all(root).map_err(|e| OciError::io("create", root, e))?;
+            sealed_exe::ensure_sealed(root)?;
             create(&CreateOptions {
                 root,
                 id: &a.id,
@@ -43,7 +44,8 @@ pub fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Run(r) => {
-            sealed_exe::ensure_sealed()?;
+            std::fs::create_dir_all(root).map_err(|e| OciError::io("create", root, e))?;
+            sealed_exe::ensure_sealed(root)?;
             let a = &r.create;
             container::run::run(
                 &CreateOptions {

@@ -112,7 +112,7 @@ impl CapPlan {
             // The kernel refuses an ambient cap that is not both permitted and
             // inheritable; runc warns and goes on, so do we.
             if let Err(e) = caps::raise(None, CapSet::Ambient, *cap) {
-                tracing::warn!("cannot raise ambient capability {cap}: {e}");
+                tracing::debug!("cannot raise ambient capability {cap}: {e}");
             }
         }
         Ok(())

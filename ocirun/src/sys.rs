@@ -86,3 +86,77 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit has no preconditions and never returns.
     unsafe { libc::_exit(code) }
 }
+
+fn cstr(s: &str) -> nix::Result<std::ffi::CString> {
+    std::ffi::CString::new(s).map_err(|_| Errno::EINVAL)
+}
+
+/// fsopen(2) (Linux 5.2): a filesystem context for the new mount API.
+pub fn fsopen(fstype: &str) -> nix::Result<std::os::fd::OwnedFd> {
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    let name = cstr(fstype)?;
+    // SAFETY: `name` is a valid NUL-terminated string that outlives the call.
+    let rc = unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), FSOPEN_CLOEXEC) };
+    let fd = Errno::result(rc)?;
+    // SAFETY: on success fsopen returns a new fd that nothing else owns.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) })
+}
+
+/// fsconfig(2) with FSCONFIG_SET_STRING: sets one option, one call per value, so a
+/// path needs no escaping of `,` or `:`.
+pub fn fsconfig_set_string(
+    fs: std::os::fd::BorrowedFd<'_>,
+    key: &str,
+    value: &str,
+) -> nix::Result<()> {
+    const FSCONFIG_SET_STRING: libc::c_uint = 1;
+    let key = cstr(key)?;
+    let value = cstr(value)?;
+    // SAFETY: both strings are valid and NUL-terminated for the duration of the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            std::os::fd::AsRawFd::as_raw_fd(&fs),
+            FSCONFIG_SET_STRING,
+            key.as_ptr(),
+            value.as_ptr(),
+            0,
+        )
+    };
+    Errno::result(rc).map(drop)
+}
+
+/// fsconfig(2) with FSCONFIG_CMD_CREATE, then fsmount(2): a detached, read-only mount
+/// that is reachable only through the returned fd.
+pub fn fsmount_readonly(fs: std::os::fd::BorrowedFd<'_>) -> nix::Result<std::os::fd::OwnedFd> {
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    const MOUNT_ATTR_RDONLY: libc::c_uint = 1;
+    const MOUNT_ATTR_NOSUID: libc::c_uint = 2;
+    const MOUNT_ATTR_NODEV: libc::c_uint = 4;
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fs);
+    // SAFETY: plain integer arguments; null key and value are what CMD_CREATE takes.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            raw,
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    };
+    Errno::result(rc)?;
+    // SAFETY: plain integer arguments.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            raw,
+            FSMOUNT_CLOEXEC,
+            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        )
+    };
+    let fd = Errno::result(rc)?;
+    // SAFETY: on success fsmount returns a new fd that nothing else owns.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) })
+}
