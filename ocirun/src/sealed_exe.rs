@@ -58,7 +58,9 @@ pub fn ensure_sealed(scratch: &Path) -> Result<()> {
     let copy = match overlay_view(scratch) {
         Ok(fd) => fd,
         Err(e) => {
-            tracing::debug!("read-only overlay of the binary unavailable ({e}); copying it to a sealed memfd");
+            tracing::debug!(
+                "read-only overlay of the binary unavailable ({e}); copying it to a sealed memfd"
+            );
             sealed_memfd()?
         }
     };
@@ -115,8 +117,11 @@ fn overlay_view(scratch: &Path) -> std::result::Result<OwnedFd, nix::Error> {
 fn sealed_memfd() -> Result<OwnedFd> {
     let mut exe =
         File::open("/proc/self/exe").map_err(|e| OciError::io("open", "/proc/self/exe", e))?;
-    let memfd = memfd_create(c"ocirun", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)
-        .map_err(|e| OciError::sys("memfd_create", e))?;
+    let memfd = memfd_create(
+        c"ocirun",
+        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+    )
+    .map_err(|e| OciError::sys("memfd_create", e))?;
     let mut copy = File::from(memfd);
     std::io::copy(&mut exe, &mut copy).map_err(|e| OciError::io("copy", "/proc/self/exe", e))?;
     fcntl(copy.as_fd(), FcntlArg::F_ADD_SEALS(required_seals()))
