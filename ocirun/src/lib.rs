@@ -6,6 +6,7 @@ pub mod cli;
 pub mod container;
 pub mod error;
 pub mod features;
+pub mod hooks;
 pub mod logging;
 pub mod process;
 pub mod rootfs;
