@@ -252,7 +252,11 @@ pub fn init_before_exec(spec: &Spec, id: &str, bundle: &Path) -> Result<()> {
 pub fn runtime_create_hooks(spec: &Spec, id: &str, init_pid: i32, bundle: &Path) -> Result<()> {
     let state = state_json(id, "creating", init_pid, bundle, &annotations_of(spec));
     run_all(HookKind::Prestart, HookKind::Prestart.of(spec), &state)?;
-    run_all(HookKind::CreateRuntime, HookKind::CreateRuntime.of(spec), &state)
+    run_all(
+        HookKind::CreateRuntime,
+        HookKind::CreateRuntime.of(spec),
+        &state,
+    )
 }
 
 /// In the runtime, after the user process started; failures are only logged.

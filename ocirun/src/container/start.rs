@@ -9,9 +9,9 @@ use tracing::instrument;
 
 use crate::container::load;
 use crate::container::state::{Status, process_alive};
+use crate::error::{OciError, Result};
 use crate::hooks;
 use crate::process::init::INIT_NAME;
-use crate::error::{OciError, Result};
 
 /// Lets a created container's init exec its process: one byte into the exec FIFO.
 #[instrument(skip(root))]

@@ -172,10 +172,7 @@ fn setup_and_exec(chan: &Channel, ctx: InitContext<'_>) -> std::result::Result<N
         }
     }
 
-    step(
-        "hooks",
-        hooks::init_before_exec(spec, ctx.id, ctx.bundle),
-    )?;
+    step("hooks", hooks::init_before_exec(spec, ctx.id, ctx.bundle))?;
 
     let c_args = step("exec", to_cstrings(args))?;
     let c_env = step("exec", to_cstrings(&env))?;
