@@ -10,11 +10,12 @@ use crate::error::{OciError, Result};
 #[instrument(skip(root))]
 pub fn pause(root: &Path, id: &str) -> Result<()> {
     let (c, cg) = frozen_target(root, id)?;
-    if c != Status::Running {
+    // runc pauses created containers too; they resume to created.
+    if !matches!(c, Status::Running | Status::Created) {
         return Err(OciError::WrongState {
             op: "pause",
             id: id.to_string(),
-            status: format!("{c}, not running"),
+            status: format!("{c}, not running or created"),
         });
     }
     cg.freeze()?;
