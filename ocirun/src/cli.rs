@@ -95,7 +95,7 @@ pub enum Command {
     /// List the processes of a container (`ps` output filtered, or their pids as JSON).
     Ps(PsArgs),
     /// Change the resource limits of a container.
-    Update(UpdateArgs),
+    Update(Box<UpdateArgs>),
     /// Print resource usage statistics and OOM notices of a container, as JSON lines.
     Events(EventsArgs),
     /// Not supported: ocirun has no CRIU integration.

@@ -119,7 +119,7 @@ fn merge(mut current: LinuxResources, delta: &LinuxResources) -> (LinuxResources
     let nzu = |v: Option<u64>| v.filter(|&v| v != 0);
     let ne = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
     if let Some(d) = delta.memory() {
-        let mut m = current.memory().clone().unwrap_or_default();
+        let mut m = current.memory().unwrap_or_default();
         if let Some(v) = nz(d.limit()) {
             m.set_limit(Some(v));
         }
@@ -135,7 +135,7 @@ fn merge(mut current: LinuxResources, delta: &LinuxResources) -> (LinuxResources
         if let Some(v) = d.disable_oom_killer() {
             m.set_disable_oom_killer(Some(v));
         }
-        current.set_memory(Some(m.clone()));
+        current.set_memory(Some(m));
         apply.set_memory(Some(m));
     }
     if let Some(d) = delta.cpu() {
@@ -178,8 +178,8 @@ fn merge(mut current: LinuxResources, delta: &LinuxResources) -> (LinuxResources
         apply.set_block_io(Some(only));
     }
     if let Some(p) = delta.pids().as_ref().filter(|p| p.limit() != 0) {
-        current.set_pids(Some(p.clone()));
-        apply.set_pids(Some(p.clone()));
+        current.set_pids(Some(*p));
+        apply.set_pids(Some(*p));
     }
     (current, apply)
 }
@@ -244,10 +244,10 @@ mod tests {
         }))
         .unwrap();
         let (merged, apply) = merge(cur, &delta);
-        let m = merged.memory().clone().unwrap();
+        let m = merged.memory().unwrap();
         assert_eq!((m.limit(), m.swap()), (Some(150), Some(200)));
         assert_eq!(merged.pids().as_ref().unwrap().limit(), 5);
         assert!(apply.pids().is_none() && apply.cpu().is_none());
-        assert_eq!(apply.memory().clone().unwrap().limit(), Some(150));
+        assert_eq!(apply.memory().unwrap().limit(), Some(150));
     }
 }
