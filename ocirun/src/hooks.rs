@@ -172,6 +172,9 @@ fn run_one(h: &Hook, state: &[u8]) -> std::result::Result<(), String> {
     let started = Instant::now();
     let mut delay = Duration::from_millis(1);
     let status = loop {
+        if timeout.is_none() {
+            break child.wait().map_err(|e| format!("wait: {e}"))?;
+        }
         match child.try_wait() {
             Ok(Some(s)) => break s,
             Ok(None) => {}
@@ -185,7 +188,7 @@ fn run_one(h: &Hook, state: &[u8]) -> std::result::Result<(), String> {
             return Err(format!("timed out after {}s", t.as_secs()));
         }
         std::thread::sleep(delay);
-        delay = (delay * 2).min(Duration::from_millis(20));
+        delay = (delay * 2).min(Duration::from_millis(10));
     };
     if status.success() {
         return Ok(());
