@@ -258,9 +258,13 @@ fn events_reports_an_oom_kill() {
 fn checkpoint_and_restore_are_refused() {
     let tc = TestContainer::new(&["sleep", "30"]);
     tc.run_detached();
-    let out = tc.run(&["checkpoint", &tc.id]);
+    // runc (with CRIU) writes its images into --image-path, ./checkpoint by default:
+    // keep them in the test's own directory.
+    let images = tc.root().join("checkpoint-images");
+    let images = images.to_str().unwrap();
+    let out = tc.run(&["checkpoint", "--image-path", images, &tc.id]);
     out.assert_code(1);
-    let restore = tc.run(&["restore", "--detach", &tc.id]);
+    let restore = tc.run(&["restore", "--detach", "--image-path", images, &tc.id]);
     restore.assert_code(1);
     if tc.rt.is_ocirun() {
         assert!(out.stderr.contains("not supported"), "{out}");
