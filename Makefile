@@ -22,8 +22,8 @@ ITERATIONS ?= 50
 NEXTEST_PROFILE ?= $(if $(filter true 1,$(CI)),ci,default)
 
 # Test fixtures, the runtimes we compare against, GNU time (peak RSS in the bench)
-# and the C linker rustc needs.
-APT_PACKAGES := busybox-static runc crun hyperfine time util-linux gcc libc6-dev
+# and the C linker rustc needs; ps(1) for `ocirun ps`.
+APT_PACKAGES := busybox-static runc crun hyperfine time util-linux gcc libc6-dev procps
 
 .PHONY: deps build demo test bench clean
 

@@ -6,6 +6,7 @@
 //! later `delete`, `pause` or `ps` can act on the cgroup without the spec or the layout.
 #![forbid(unsafe_code)]
 
+mod event_stats;
 mod fs;
 mod layout;
 mod stats;
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 pub use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 
+pub use event_stats::EventStats;
 pub use v2::{blkio_weight_to_io_weight, shares_to_weight};
 
 #[derive(Debug, thiserror::Error)]
@@ -361,6 +363,11 @@ impl Cgroup {
         } else {
             stats::v1(self)
         }
+    }
+
+    /// Everything `runc events --stats` reports, in runc's JSON shape.
+    pub fn event_stats(&self) -> Result<EventStats> {
+        event_stats::read(self)
     }
 
     /// How many times the OOM killer killed a process in this cgroup.

@@ -88,6 +88,94 @@ pub enum Command {
     },
     /// Print the features this runtime supports, as JSON.
     Features,
+    /// Suspend every process of a container (cgroup freezer).
+    Pause { id: String },
+    /// Resume a paused container.
+    Resume { id: String },
+    /// List the processes of a container (`ps` output filtered, or their pids as JSON).
+    Ps(PsArgs),
+    /// Change the resource limits of a container.
+    Update(Box<UpdateArgs>),
+    /// Print resource usage statistics and OOM notices of a container, as JSON lines.
+    Events(EventsArgs),
+    /// Not supported: ocirun has no CRIU integration.
+    Checkpoint(CriuArgs),
+    /// Not supported: ocirun has no CRIU integration.
+    Restore(CriuArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    #[arg(short, long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+    pub id: String,
+    /// Arguments for ps(1) (default: -ef).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    pub id: String,
+    /// File with the resources to set, as OCI LinuxResources JSON ('-' for stdin);
+    /// the other flags are then ignored.
+    #[arg(short = 'r', long = "resources")]
+    pub resources: Option<PathBuf>,
+    #[arg(long = "blkio-weight")]
+    pub blkio_weight: Option<u16>,
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<u64>,
+    #[arg(long = "cpu-quota")]
+    pub cpu_quota: Option<i64>,
+    #[arg(long = "cpu-share", alias = "cpu-shares")]
+    pub cpu_shares: Option<u64>,
+    #[arg(long = "cpu-rt-period")]
+    pub cpu_rt_period: Option<u64>,
+    #[arg(long = "cpu-rt-runtime")]
+    pub cpu_rt_runtime: Option<i64>,
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    /// Bytes, or a size such as 64m or 1g; -1 for unlimited.
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory: Option<String>,
+    #[arg(long = "memory-reservation", allow_hyphen_values = true)]
+    pub memory_reservation: Option<String>,
+    /// Memory plus swap; -1 for unlimited swap.
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Accepted and ignored: kernel memory limits are deprecated.
+    #[arg(long = "kernel-memory", hide = true, allow_hyphen_values = true)]
+    pub kernel_memory: Option<String>,
+    /// Accepted and ignored: kernel memory limits are deprecated.
+    #[arg(long = "kernel-memory-tcp", hide = true, allow_hyphen_values = true)]
+    pub kernel_memory_tcp: Option<String>,
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Intel RDT is not supported; accepted so the error says so.
+    #[arg(long = "l3-cache-schema")]
+    pub l3_cache_schema: Option<String>,
+    #[arg(long = "mem-bw-schema")]
+    pub mem_bw_schema: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    pub id: String,
+    /// Print the statistics once and exit.
+    #[arg(long)]
+    pub stats: bool,
+    /// How often to print statistics (a Go duration: 5s, 500ms, 1m).
+    #[arg(long, default_value = "5s")]
+    pub interval: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CriuArgs {
+    /// Whatever runc's checkpoint/restore would take; only parsed to be refused.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +216,46 @@ pub struct RunArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ps_takes_trailing_ps_args() {
+        let cli =
+            Cli::try_parse_from(["ocirun", "ps", "-f", "json", "x", "--", "-o", "pid"]).unwrap();
+        match cli.command {
+            Command::Ps(p) => {
+                assert_eq!(p.format, ListFormat::Json);
+                assert_eq!(p.id, "x");
+                assert_eq!(p.ps_args, ["-o", "pid"]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let cli = Cli::try_parse_from(["ocirun", "ps", "x", "-ef"]).unwrap();
+        assert!(matches!(cli.command, Command::Ps(p) if p.ps_args == ["-ef"]));
+    }
+
+    #[test]
+    fn update_accepts_runc_flags() {
+        let cli = Cli::try_parse_from([
+            "ocirun",
+            "update",
+            "--memory",
+            "-1",
+            "--cpu-share",
+            "512",
+            "--pids-limit",
+            "10",
+            "x",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Update(u) => {
+                assert_eq!(u.memory.as_deref(), Some("-1"));
+                assert_eq!(u.cpu_shares, Some(512));
+                assert_eq!(u.pids_limit, Some(10));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 
     #[test]
     fn parses_containerd_style_create() {

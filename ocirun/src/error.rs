@@ -52,6 +52,13 @@ pub enum OciError {
     Channel(String),
     #[error("{0}")]
     Unsupported(String),
+    #[error("{kind} hook #{index} {path}: {reason}")]
+    Hook {
+        kind: &'static str,
+        index: usize,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("invalid signal {0:?}")]
     InvalidSignal(String),
     #[error("{0}")]

@@ -13,7 +13,14 @@ pub fn features() -> Value {
     json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.0.2",
-        "hooks": [],
+        "hooks": [
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "poststart",
+            "poststop"
+        ],
         "mountOptions": known_options(),
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
@@ -24,6 +31,7 @@ pub fn features() -> Value {
             "selinux": { "enabled": false }
         },
         "annotations": {
+            // No CRIU integration: checkpoint and restore are refused.
             "org.opencontainers.runc.checkpoint.enabled": "false",
             "io.github.ocirun.version": env!("CARGO_PKG_VERSION")
         }

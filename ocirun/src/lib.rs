@@ -6,6 +6,7 @@ pub mod cli;
 pub mod container;
 pub mod error;
 pub mod features;
+pub mod hooks;
 pub mod logging;
 pub mod process;
 pub mod rootfs;
@@ -96,6 +97,21 @@ pub fn run(cli: Cli) -> Result<i32> {
             std::fs::write(&path, text).map_err(|e| OciError::io("write", &path, e))?;
             Ok(0)
         }
+        Command::Pause { id } => container::pause::pause(root, id).map(|()| 0),
+        Command::Resume { id } => container::pause::resume(root, id).map(|()| 0),
+        Command::Ps(a) => print_out(&container::ps::ps(root, &a.id, a.format, &a.ps_args)?),
+        Command::Update(a) => container::update::update(root, a).map(|()| 0),
+        Command::Events(a) => {
+            container::events::events(root, &a.id, a.stats, &a.interval).map(|()| 0)
+        }
+        Command::Checkpoint(_) | Command::Restore(_) => Err(OciError::Unsupported(format!(
+            "{}: not supported (ocirun has no CRIU integration)",
+            if matches!(cli.command, Command::Checkpoint(_)) {
+                "checkpoint"
+            } else {
+                "restore"
+            }
+        ))),
         Command::Features => print_out(&format!(
             "{}\n",
             serde_json::to_string_pretty(&features::features())

@@ -15,6 +15,7 @@ use tracing::instrument;
 
 use crate::container::state::{ContainerDir, SavedState};
 use crate::error::{OciError, Result};
+use crate::hooks;
 use crate::process::bootstrap;
 use crate::process::channel::{Channel, Message};
 use crate::process::init::{InitContext, StartSignal};
@@ -129,6 +130,7 @@ pub fn create(opts: &CreateOptions<'_>) -> Result<Created> {
 
     let (parent_chan, child_chan) = Channel::pair()?;
     let ctx = InitContext {
+        id: id.as_str(),
         spec: &bundle.spec,
         bundle: &bundle.dir,
         rootfs: &bundle.rootfs,
@@ -176,7 +178,29 @@ pub fn create(opts: &CreateOptions<'_>) -> Result<Created> {
     undo.pids.push(init_pid);
     let _ = waitpid(bootstrap_pid, None);
     undo.pids.retain(|p| *p != bootstrap_pid);
-    parent_chan.expect(&Message::Ready, "setting up the container")?;
+    loop {
+        match parent_chan.recv()? {
+            Some(Message::Ready) => break,
+            Some(Message::RunHooks) => {
+                hooks::runtime_create_hooks(
+                    &bundle.spec,
+                    id.as_str(),
+                    init_pid.as_raw(),
+                    &bundle.dir,
+                )?;
+                parent_chan.send(&Message::HooksDone)?;
+            }
+            Some(Message::Error(e)) => return Err(OciError::Child(e)),
+            Some(other) => {
+                return Err(OciError::Channel(format!("unexpected {other:?} from init")));
+            }
+            None => {
+                return Err(OciError::Channel(
+                    "container process exited while setting up the container".into(),
+                ));
+            }
+        }
+    }
 
     let (_, start_time) = crate::container::state::proc_stat(init_pid.as_raw())
         .ok_or_else(|| OciError::Channel("container init exited during setup".into()))?;

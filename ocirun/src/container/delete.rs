@@ -8,6 +8,7 @@ use tracing::instrument;
 use crate::container::state::{SavedState, Status, process_alive};
 use crate::container::{Loaded, load};
 use crate::error::{OciError, Result};
+use crate::hooks;
 
 #[instrument(skip(root))]
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
@@ -36,7 +37,11 @@ pub fn destroy(c: &Loaded) -> Result<()> {
             cgroups::Cgroup::from_paths(paths.clone()).destroy()?;
         }
     }
-    c.dir.remove()
+    c.dir.remove()?;
+    if let Some(s) = &c.state {
+        hooks::poststop(&s.spec, &s.id, &s.bundle);
+    }
+    Ok(())
 }
 
 fn kill_all(s: &SavedState) -> Result<()> {

@@ -49,7 +49,16 @@ pub fn kill(root: &Path, id: &str, signal: Option<&str>, all: bool) -> Result<()
         return Ok(());
     }
     send(Pid::from_raw(state.init_pid), sig)
-        .map_err(|e| OciError::sys(format!("kill {} {sig}", state.init_pid), e))
+        .map_err(|e| OciError::sys(format!("kill {} {sig}", state.init_pid), e))?;
+    // As runc: SIGKILL to a paused container thaws it, or the kill would wait for a
+    // resume; other signals stay pending until then.
+    if c.status == Status::Paused
+        && matches!(sig, Signal::SIGKILL)
+        && let Some(paths) = &state.cgroup
+    {
+        cgroups::Cgroup::from_paths(paths.clone()).thaw()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

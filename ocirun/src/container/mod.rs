@@ -1,11 +1,15 @@
 //! The lifecycle commands, one file per verb.
 pub mod create;
 pub mod delete;
+pub mod events;
 pub mod kill;
 pub mod list;
+pub mod pause;
+pub mod ps;
 pub mod run;
 pub mod start;
 pub mod state;
+pub mod update;
 
 use std::path::Path;
 

@@ -8,6 +8,7 @@ use crate::container::create::{CreateOptions, create};
 use crate::container::state::Status;
 use crate::container::{Loaded, delete};
 use crate::error::{OciError, Result};
+use crate::hooks;
 use crate::process::channel::Message;
 
 /// Signals a foreground `run` passes on to the container's init, as runc does.
@@ -56,6 +57,12 @@ pub fn run(opts: &CreateOptions<'_>, detach: bool, keep: bool) -> Result<i32> {
         cleanup(Status::Stopped);
         return Err(e);
     }
+    hooks::poststart(
+        &created.state.spec,
+        &created.state.id,
+        created.state.init_pid,
+        &created.state.bundle,
+    );
     if detach {
         return Ok(0);
     }

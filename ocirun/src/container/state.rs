@@ -111,15 +111,16 @@ impl ContainerDir {
         if !process_alive(s.init_pid, s.init_start_time) {
             return Status::Stopped;
         }
-        if self.fifo().exists() {
-            return Status::Created;
-        }
+        // Frozen first: a created container can be paused too (as with runc).
         if let Some(paths) = &s.cgroup
             && cgroups::Cgroup::from_paths(paths.clone())
                 .is_frozen()
                 .unwrap_or(false)
         {
             return Status::Paused;
+        }
+        if self.fifo().exists() {
+            return Status::Created;
         }
         Status::Running
     }

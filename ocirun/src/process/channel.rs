@@ -21,6 +21,11 @@ pub enum Message {
     IdsMapped,
     /// bootstrap -> parent: the container's init has this pid (in the parent's view).
     InitPid { pid: i32 },
+    /// init -> parent: the rootfs is mounted and pivot_root is next; run the prestart
+    /// and createRuntime hooks (sent only when the spec has some).
+    RunHooks,
+    /// parent -> init: those hooks succeeded; go on.
+    HooksDone,
     /// init -> parent: the container is set up and waits for start.
     Ready,
     /// parent -> init: exec the process now (`run`, which needs no exec fifo).

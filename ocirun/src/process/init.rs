@@ -15,6 +15,7 @@ use nix::unistd::{chdir, execve, sethostname, setsid};
 use oci_spec::runtime::{Process, Spec};
 
 use crate::error::{ChildError, OciError, Result};
+use crate::hooks;
 use crate::process::channel::{Channel, Message};
 use crate::rootfs::{self, RootfsContext};
 use crate::security::{self, CapPlan};
@@ -32,6 +33,7 @@ pub enum StartSignal {
 
 #[derive(Debug)]
 pub struct InitContext<'a> {
+    pub id: &'a str,
     pub spec: &'a Spec,
     pub bundle: &'a Path,
     pub rootfs: &'a Path,
@@ -43,9 +45,13 @@ pub struct InitContext<'a> {
     pub start: StartSignal,
 }
 
+/// init's process name until it execs (`start` watches for the change).
+pub const INIT_NAME: &str = "ocirun:[2:INIT]";
+const INIT_NAME_C: &std::ffi::CStr = c"ocirun:[2:INIT]";
+
 /// Never returns: execs the container process or exits with an error sent to ocirun.
 pub fn run(chan: Channel, ctx: InitContext<'_>) -> ! {
-    let _ = nix::sys::prctl::set_name(c"ocirun:[2:INIT]");
+    let _ = nix::sys::prctl::set_name(INIT_NAME_C);
     let err = match setup_and_exec(&chan, ctx) {
         Ok(never) => match never {},
         Err(e) => e,
@@ -83,17 +89,20 @@ fn setup_and_exec(chan: &Channel, ctx: InitContext<'_>) -> std::result::Result<N
         CapPlan::from_spec(process.capabilities().as_ref()),
     )?;
 
+    let rctx = RootfsContext {
+        spec,
+        bundle: ctx.bundle,
+        rootfs: ctx.rootfs,
+        in_userns: ctx.in_userns,
+        cgroup: ctx.cgroup,
+        no_pivot: ctx.no_pivot,
+    };
+    step("rootfs", rootfs::prepare(&rctx))?;
     step(
-        "rootfs",
-        rootfs::setup(&RootfsContext {
-            spec,
-            bundle: ctx.bundle,
-            rootfs: ctx.rootfs,
-            in_userns: ctx.in_userns,
-            cgroup: ctx.cgroup,
-            no_pivot: ctx.no_pivot,
-        }),
+        "hooks",
+        hooks::init_before_pivot(chan, spec, ctx.id, ctx.bundle),
     )?;
+    step("rootfs", rootfs::switch_root(&rctx))?;
     if ctx.new_uts {
         step("hostname", set_names(spec))?;
     }
@@ -162,6 +171,8 @@ fn setup_and_exec(chan: &Channel, ctx: InitContext<'_>) -> std::result::Result<N
             )?;
         }
     }
+
+    step("hooks", hooks::init_before_exec(spec, ctx.id, ctx.bundle))?;
 
     let c_args = step("exec", to_cstrings(args))?;
     let c_env = step("exec", to_cstrings(&env))?;

@@ -45,6 +45,13 @@ fn mount_err(what: &str, target: &Path, e: Errno) -> OciError {
 /// Everything from the first mount to pivot_root. The process must be in its own mount
 /// namespace.
 pub fn setup(ctx: &RootfsContext<'_>) -> Result<()> {
+    prepare(ctx)?;
+    switch_root(ctx)
+}
+
+/// Everything up to the switch of root: propagation, the rootfs bind, mounts, devices.
+/// Split from [`switch_root`] because hooks run between the two.
+pub fn prepare(ctx: &RootfsContext<'_>) -> Result<()> {
     let linux = ctx.spec.linux().as_ref();
     let propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
         None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
@@ -89,7 +96,11 @@ pub fn setup(ctx: &RootfsContext<'_>) -> Result<()> {
                 .map_err(|e| OciError::Other(format!("cwd: {e}")))?;
         }
     }
-    drop(root);
+    Ok(())
+}
+
+/// pivot_root (or MS_MOVE plus chroot with --no-pivot) into the prepared rootfs.
+pub fn switch_root(ctx: &RootfsContext<'_>) -> Result<()> {
     if ctx.no_pivot {
         move_root(ctx.rootfs)
     } else {
