@@ -22,8 +22,8 @@ ITERATIONS ?= 50
 NEXTEST_PROFILE ?= $(if $(filter true 1,$(CI)),ci,default)
 
 # Test fixtures, the runtimes we compare against, GNU time (peak RSS in the bench)
-# and the C linker rustc needs.
-APT_PACKAGES := busybox-static runc crun hyperfine time util-linux gcc libc6-dev
+# the C linker rustc needs, and libseccomp (ocirun links it) with pkg-config.
+APT_PACKAGES := busybox-static runc crun hyperfine time util-linux gcc libc6-dev libseccomp-dev pkg-config
 
 .PHONY: deps build demo test bench clean
 
