@@ -367,6 +367,29 @@ fn notify_without_listener_fails_create() {
     }
 }
 
+/// runc 1.1 refuses every flag ("seccomp flags are not yet supported by runc"); later
+/// runc versions and ocirun accept them.
+#[test]
+fn filter_flags_are_accepted() {
+    let mut profile = mkdir_rule(json!({ "action": "SCMP_ACT_ERRNO" }));
+    profile["flags"] = json!([
+        "SECCOMP_FILTER_FLAG_LOG",
+        "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+        "SECCOMP_FILTER_FLAG_TSYNC"
+    ]);
+    let tc = container(MKDIR_SCRIPT, profile);
+    let out = tc.run_foreground(&[]);
+    if !tc.rt.is_ocirun() && out.stderr.contains("seccomp flags are not yet supported") {
+        eprintln!(
+            "note: {} does not support seccomp flags",
+            tc.rt.path().display()
+        );
+        out.assert_code(1);
+        return;
+    }
+    assert_mkdir_fails_with(&out, "Operation not permitted");
+}
+
 #[test]
 fn unknown_syscall_names_are_skipped() {
     let mut profile = mkdir_rule(json!({ "action": "SCMP_ACT_ERRNO" }));

@@ -80,6 +80,7 @@ impl Filter {
             };
             r.map_err(|e| lib_err(format!("flag {flag}"), e))?;
         }
+        let (mut added, mut unknown) = (0usize, 0usize);
         for (i, rule) in seccomp.syscalls().iter().flatten().enumerate() {
             let what = format!("syscalls[{i}]");
             let act = action(rule.action(), rule.errno_ret(), &what)?;
@@ -99,6 +100,7 @@ impl Filter {
             for name in rule.names() {
                 let Ok(nr) = ScmpSyscall::from_name(name) else {
                     tracing::debug!("seccomp: unknown syscall {name:?}, skipped");
+                    unknown += 1;
                     continue;
                 };
                 let r = if repeated {
@@ -109,8 +111,12 @@ impl Filter {
                     ctx.add_rule_conditional(act, nr, &conds).map(drop)
                 };
                 r.map_err(|e| invalid(format!("{what}: rule for {name}: {e}")))?;
+                added += 1;
             }
         }
+        tracing::debug!(
+            "seccomp: filter with {added} syscall rules ({unknown} unknown names skipped)"
+        );
         Ok(Filter { ctx })
     }
 
