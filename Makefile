@@ -21,7 +21,7 @@ ITERATIONS ?= 50
 # CI=true selects nextest's `ci` profile (.config/nextest.toml).
 NEXTEST_PROFILE ?= $(if $(filter true 1,$(CI)),ci,default)
 
-# Test fixtures, the runtimes we compare against, GNU time (peak RSS in the bench)
+# Test fixtures, the runtimes we compare against, GNU time (peak RSS in the bench),
 # the C linker rustc needs, and libseccomp (ocirun links it) with pkg-config.
 APT_PACKAGES := busybox-static runc crun hyperfine time util-linux gcc libc6-dev libseccomp-dev pkg-config
 
