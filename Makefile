@@ -21,9 +21,10 @@ ITERATIONS ?= 50
 # CI=true selects nextest's `ci` profile (.config/nextest.toml).
 NEXTEST_PROFILE ?= $(if $(filter true 1,$(CI)),ci,default)
 
-# Test fixtures, the runtimes we compare against, GNU time (peak RSS in the bench)
-# and the C linker rustc needs; ps(1) for `ocirun ps`.
-APT_PACKAGES := busybox-static runc crun hyperfine time util-linux gcc libc6-dev procps
+# Test fixtures, the runtimes we compare against, GNU time (peak RSS in the bench),
+# the C linker rustc needs, libseccomp (ocirun links it) with pkg-config, and ps(1)
+# for `ocirun ps`.
+APT_PACKAGES := busybox-static runc crun hyperfine time util-linux gcc libc6-dev libseccomp-dev pkg-config procps
 
 .PHONY: deps build demo test bench clean
 

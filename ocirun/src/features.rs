@@ -2,8 +2,16 @@
 use serde_json::{Value, json};
 
 use crate::rootfs::options::known_options;
+use crate::seccomp;
 
 pub fn features() -> Value {
+    let mut annotations = json!({
+        "org.opencontainers.runc.checkpoint.enabled": "false",
+        "io.github.ocirun.version": env!("CARGO_PKG_VERSION")
+    });
+    if let Some(v) = seccomp::features::libseccomp_version() {
+        annotations["io.github.seccomp.libseccomp.version"] = v.into();
+    }
     let caps: Vec<String> = caps::all()
         .into_iter()
         .map(|c| (c.index(), c.to_string()))
@@ -26,14 +34,15 @@ pub fn features() -> Value {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": caps,
             "cgroup": { "v1": true, "v2": true, "systemd": false, "systemdUser": false },
-            "seccomp": { "enabled": false },
+            "seccomp": {
+                "enabled": true,
+                "actions": seccomp::features::ACTIONS,
+                "operators": seccomp::features::OPERATORS,
+                "archs": seccomp::features::ARCHS
+            },
             "apparmor": { "enabled": false },
             "selinux": { "enabled": false }
         },
-        "annotations": {
-            // No CRIU integration: checkpoint and restore are refused.
-            "org.opencontainers.runc.checkpoint.enabled": "false",
-            "io.github.ocirun.version": env!("CARGO_PKG_VERSION")
-        }
+        "annotations": annotations
     })
 }

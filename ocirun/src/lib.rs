@@ -11,6 +11,7 @@ pub mod logging;
 pub mod process;
 pub mod rootfs;
 pub mod sealed_exe;
+pub mod seccomp;
 pub mod security;
 pub mod spec;
 pub mod sys;

@@ -86,6 +86,15 @@ pub fn create(opts: &CreateOptions<'_>) -> Result<Created> {
             .as_ref()
             .and_then(|p| p.capabilities().as_ref()),
     )?;
+    // Compiled here so that a bad profile fails before anything exists; init inherits
+    // the compiled filter across fork and loads it.
+    let seccomp = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(crate::seccomp::Filter::compile)
+        .transpose()?;
     let layout = Layout::detect()?;
     let cgroups_path = bundle
         .spec
@@ -140,6 +149,7 @@ pub fn create(opts: &CreateOptions<'_>) -> Result<Created> {
         no_pivot: opts.no_pivot,
         preserve_fds: opts.preserve_fds,
         start,
+        seccomp: seccomp.as_ref(),
     };
     let own_pid_ns = plan.own_pid_ns;
     let bootstrap_pid = match sys::fork().map_err(|e| OciError::sys("fork", e))? {

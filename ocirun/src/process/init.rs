@@ -18,6 +18,7 @@ use crate::error::{ChildError, OciError, Result};
 use crate::hooks;
 use crate::process::channel::{Channel, Message};
 use crate::rootfs::{self, RootfsContext};
+use crate::seccomp;
 use crate::security::{self, CapPlan};
 use crate::sys;
 
@@ -43,6 +44,8 @@ pub struct InitContext<'a> {
     pub no_pivot: bool,
     pub preserve_fds: u32,
     pub start: StartSignal,
+    /// `linux.seccomp`, compiled by `create`.
+    pub seccomp: Option<&'a seccomp::Filter>,
 }
 
 /// init's process name until it execs (`start` watches for the change).
@@ -132,6 +135,14 @@ fn setup_and_exec(chan: &Channel, ctx: InitContext<'_>) -> std::result::Result<N
     };
     let env = build_env(process);
 
+    let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    let (seccomp_early, seccomp_late) = match ctx.seccomp {
+        Some(f) if seccomp::loads_early(no_new_privs) => (Some(f), None),
+        f => (None, f),
+    };
+    if let Some(filter) = seccomp_early {
+        step("seccomp", filter.load())?;
+    }
     step("capabilities", caps.drop_bounding())?;
     step("user", security::switch_user(process, true))?;
     if need_chdir {
@@ -146,7 +157,7 @@ fn setup_and_exec(chan: &Channel, ctx: InitContext<'_>) -> std::result::Result<N
     }
     let args = process.args().as_deref().unwrap_or_default();
     let exe = step("exec", find_executable(&args[0], &env))?;
-    if process.no_new_privileges().unwrap_or(false) {
+    if no_new_privs {
         step(
             "no_new_privs",
             nix::sys::prctl::set_no_new_privs()
@@ -177,6 +188,10 @@ fn setup_and_exec(chan: &Channel, ctx: InitContext<'_>) -> std::result::Result<N
     let c_args = step("exec", to_cstrings(args))?;
     let c_env = step("exec", to_cstrings(&env))?;
     let c_exe = step("exec", to_cstring(exe.as_os_str().as_bytes()))?;
+    // Last, so that only execve runs under the filter.
+    if let Some(filter) = seccomp_late {
+        step("seccomp", filter.load())?;
+    }
     let e = match execve(&c_exe, &c_args, &c_env) {
         Ok(never) => match never {},
         Err(e) => e,
