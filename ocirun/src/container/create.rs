@@ -93,7 +93,7 @@ pub fn create(opts: &CreateOptions<'_>) -> Result<Created> {
         .linux()
         .as_ref()
         .and_then(|l| l.seccomp().as_ref())
-        .map(crate::seccomp::Filter::compile)
+        .map(|s| crate::seccomp::Filter::compile_cached(s, &opts.root.join(".seccomp-cache")))
         .transpose()?;
     let layout = Layout::detect()?;
     let cgroups_path = bundle
