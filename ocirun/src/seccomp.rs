@@ -84,10 +84,10 @@ impl Filter {
             return Filter::compile(seccomp);
         };
         let path = cache_dir.join(key);
-        if let Ok(program) = std::fs::read(&path) {
-            if let Some(f) = Filter::from_program(program, filter_flags(seccomp)) {
-                return Ok(f);
-            }
+        if let Ok(program) = std::fs::read(&path)
+            && let Some(f) = Filter::from_program(program, filter_flags(seccomp))
+        {
+            return Ok(f);
         }
         let filter = Filter::compile(seccomp)?;
         let stored = std::fs::create_dir_all(cache_dir)
@@ -104,7 +104,7 @@ impl Filter {
     fn from_program(program: Vec<u8>, flags: u32) -> Option<Filter> {
         let insns = program.len() / BPF_INSN_LEN;
         let valid = !program.is_empty()
-            && program.len() % BPF_INSN_LEN == 0
+            && program.len().is_multiple_of(BPF_INSN_LEN)
             && insns <= usize::from(u16::MAX);
         valid.then_some(Filter { program, flags })
     }

@@ -166,7 +166,7 @@ pub fn fsmount_readonly(fs: std::os::fd::BorrowedFd<'_>) -> nix::Result<std::os:
 pub fn seccomp_set_filter(program: &[u8], flags: u32) -> nix::Result<()> {
     const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
     let insn = std::mem::size_of::<libc::sock_filter>();
-    if program.is_empty() || program.len() % insn != 0 {
+    if program.is_empty() || !program.len().is_multiple_of(insn) {
         return Err(Errno::EINVAL);
     }
     let len = u16::try_from(program.len() / insn).map_err(|_| Errno::EINVAL)?;
