@@ -19,6 +19,7 @@ use crate::process::bootstrap;
 use crate::process::channel::{Channel, Message};
 use crate::process::init::{InitContext, StartSignal};
 use crate::process::namespaces::NamespacePlan;
+use crate::process::tty::{self, ConsoleTarget};
 use crate::security::CapPlan;
 use crate::spec;
 use crate::sys;
@@ -33,6 +34,10 @@ pub struct CreateOptions<'a> {
     pub preserve_fds: u32,
     /// `run` starts the process itself over the channel; `create` leaves an exec FIFO.
     pub use_fifo: bool,
+    /// Receives the pty master when process.terminal is set.
+    pub console_socket: Option<&'a Path>,
+    /// Whether ocirun returns once the container exists (`create`, `run --detach`).
+    pub detach: bool,
 }
 
 /// A container whose init is ready and waiting.
@@ -41,6 +46,8 @@ pub struct Created {
     pub dir: ContainerDir,
     pub state: SavedState,
     pub chan: Channel,
+    /// The pty master, when ocirun itself is to relay the container's terminal.
+    pub console: Option<OwnedFd>,
 }
 
 /// Undoes a half-made container unless disarmed.
@@ -85,6 +92,13 @@ pub fn create(opts: &CreateOptions<'_>) -> Result<Created> {
             .as_ref()
             .and_then(|p| p.capabilities().as_ref()),
     )?;
+    let terminal = bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    tty::check_terminal(opts.detach, terminal, opts.console_socket)?;
     let layout = Layout::detect()?;
     let cgroups_path = bundle
         .spec
@@ -127,8 +141,11 @@ pub fn create(opts: &CreateOptions<'_>) -> Result<Created> {
     undo.cgroup = Some(cgroup.clone());
     cgroup.apply(&resources_with_defaults(&bundle.spec))?;
 
+    let console = tty::target(terminal, opts.console_socket)?;
+    let relayed = matches!(console, Some(ConsoleTarget::Parent));
     let (parent_chan, child_chan) = Channel::pair()?;
     let ctx = InitContext {
+        console,
         spec: &bundle.spec,
         bundle: &bundle.dir,
         rootfs: &bundle.rootfs,
@@ -176,6 +193,11 @@ pub fn create(opts: &CreateOptions<'_>) -> Result<Created> {
     undo.pids.push(init_pid);
     let _ = waitpid(bootstrap_pid, None);
     undo.pids.retain(|p| *p != bootstrap_pid);
+    let console = if relayed {
+        Some(parent_chan.expect_fd(&Message::Console, "setting up the console")?)
+    } else {
+        None
+    };
     parent_chan.expect(&Message::Ready, "setting up the container")?;
 
     let (_, start_time) = crate::container::state::proc_stat(init_pid.as_raw())
@@ -207,6 +229,7 @@ pub fn create(opts: &CreateOptions<'_>) -> Result<Created> {
         dir,
         state,
         chan: parent_chan,
+        console,
     })
 }
 

@@ -1,11 +1,13 @@
 //! The lifecycle commands, one file per verb.
 pub mod create;
 pub mod delete;
+pub mod exec;
 pub mod kill;
 pub mod list;
 pub mod run;
 pub mod start;
 pub mod state;
+pub mod wait;
 
 use std::path::Path;
 

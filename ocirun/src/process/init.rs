@@ -41,6 +41,8 @@ pub struct InitContext<'a> {
     pub no_pivot: bool,
     pub preserve_fds: u32,
     pub start: StartSignal,
+    /// Set when process.terminal is: where the pty master goes.
+    pub console: Option<crate::process::tty::ConsoleTarget>,
 }
 
 /// Never returns: execs the container process or exits with an error sent to ocirun.
@@ -94,6 +96,14 @@ fn setup_and_exec(chan: &Channel, ctx: InitContext<'_>) -> std::result::Result<N
             no_pivot: ctx.no_pivot,
         }),
     )?;
+    if let Some(target) = ctx.console {
+        // After the rootfs (the pty comes from the container's devpts), before
+        // finish remounts /dev read-only.
+        step(
+            "console",
+            crate::process::tty::setup_console(target, process.console_size().as_ref(), chan),
+        )?;
+    }
     if ctx.new_uts {
         step("hostname", set_names(spec))?;
     }
