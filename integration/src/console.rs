@@ -108,7 +108,11 @@ pub struct Transcript {
 
 /// Reads `master` until `done(text so far)` or the slave side closes, for at most
 /// `timeout` (then panics with what was read).
-pub fn read_until(master: &impl AsFd, timeout: Duration, done: impl Fn(&str) -> bool) -> Transcript {
+pub fn read_until(
+    master: &impl AsFd,
+    timeout: Duration,
+    done: impl Fn(&str) -> bool,
+) -> Transcript {
     let deadline = Instant::now() + timeout;
     let mut bytes = Vec::new();
     let mut buf = [0u8; 4096];

@@ -78,11 +78,17 @@ fn exec_joins_the_pid_namespace() {
     out.ok();
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.first().copied(), Some("sleep"), "{out}");
-    assert_eq!(lines.get(1).copied(), Some(ns_link(&init.to_string(), "pid").as_str()), "{out}");
+    assert_eq!(
+        lines.get(1).copied(),
+        Some(ns_link(&init.to_string(), "pid").as_str()),
+        "{out}"
+    );
     let ps = exec(&tc, &["ps", "-o", "pid,args"]);
     ps.ok();
     assert!(
-        ps.stdout.lines().any(|l| l.trim_start().starts_with("1 ") && l.contains("sleep 60")),
+        ps.stdout
+            .lines()
+            .any(|l| l.trim_start().starts_with("1 ") && l.contains("sleep 60")),
         "init is not pid 1 in the exec'd process's view:\n{ps}"
     );
 }
@@ -115,7 +121,14 @@ fn exec_joins_uts_ipc_net_and_mount_namespaces() {
 #[test]
 fn exec_joins_the_containers_cgroups() {
     let tc = running();
-    let out = exec(&tc, &["sh", "-c", "cat /proc/self/cgroup; echo ---; cat /proc/1/cgroup"]);
+    let out = exec(
+        &tc,
+        &[
+            "sh",
+            "-c",
+            "cat /proc/self/cgroup; echo ---; cat /proc/1/cgroup",
+        ],
+    );
     out.ok();
     let (mine, init) = out.stdout.split_once("---\n").expect("two parts");
     assert_eq!(mine, init, "{out}");
@@ -128,9 +141,20 @@ fn exec_env_cwd_and_user_flags() {
     let out = exec(
         &tc,
         &[
-            "--env", "IT_A=one", "--env", "PATH=/bin", "--cwd", "/tmp", "--user", "1000:1000",
-            "--additional-gids", "5", "--",
-            "sh", "-c", "echo \"$IT_A $PATH $TERM\"; pwd; id -u; id -g; id -G",
+            "--env",
+            "IT_A=one",
+            "--env",
+            "PATH=/bin",
+            "--cwd",
+            "/tmp",
+            "--user",
+            "1000:1000",
+            "--additional-gids",
+            "5",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$IT_A $PATH $TERM\"; pwd; id -u; id -g; id -G",
         ],
     );
     out.ok();
@@ -153,7 +177,14 @@ fn exec_cap_adds_to_bounding_effective_and_permitted() {
     let tc = running();
     let out = exec(
         &tc,
-        &["--cap", "CAP_NET_ADMIN", "--", "grep", "^Cap", "/proc/self/status"],
+        &[
+            "--cap",
+            "CAP_NET_ADMIN",
+            "--",
+            "grep",
+            "^Cap",
+            "/proc/self/status",
+        ],
     );
     out.ok();
     let field = |name: &str| {
@@ -203,8 +234,14 @@ fn exec_detach_writes_the_pid_file() {
     ]);
     out.ok();
     let text = fs::read_to_string(&pid_file).unwrap();
-    let pid: i32 = text.trim().parse().unwrap_or_else(|e| panic!("{text:?}: {e}"));
-    assert!(Path::new(&format!("/proc/{pid}")).exists(), "{pid} is not running");
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{text:?}: {e}"));
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "{pid} is not running"
+    );
     assert_eq!(integration::proc_cmdline(pid), ["sleep", "30"]);
     let init = tc.pid().to_string();
     assert_eq!(ns_link(&pid.to_string(), "pid"), ns_link(&init, "pid"));
@@ -242,7 +279,10 @@ fn exec_into_a_stopped_container_fails() {
     tc.wait_status("stopped");
     let out = exec(&tc, &["true"]);
     out.assert_code(EXEC_FAILED);
-    assert!(out.stderr.contains("cannot exec in a stopped container"), "{out}");
+    assert!(
+        out.stderr.contains("cannot exec in a stopped container"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -251,8 +291,11 @@ fn exec_of_a_missing_binary_fails_with_runcs_message() {
     let out = exec(&tc, &["no-such-binary"]);
     out.assert_code(EXEC_FAILED);
     assert!(
-        out.stderr.contains(r#"exec: \"no-such-binary\": executable file not found in $PATH"#)
-            || out.stderr.contains(r#"exec: "no-such-binary": executable file not found in $PATH"#),
+        out.stderr
+            .contains(r#"exec: \"no-such-binary\": executable file not found in $PATH"#)
+            || out
+                .stderr
+                .contains(r#"exec: "no-such-binary": executable file not found in $PATH"#),
         "{out}"
     );
     let out = exec(&tc, &["/no/such/file"]);

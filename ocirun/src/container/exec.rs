@@ -206,13 +206,17 @@ fn open_namespaces(spec: &Spec, init: i32) -> Result<Vec<(LinuxNamespaceType, Ow
             LinuxNamespaceType::Time => "time",
         };
         let path = format!("/proc/{init}/ns/{name}");
-        let fd = open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(|e| match e {
-                nix::errno::Errno::ENOENT | nix::errno::Errno::ESRCH => {
-                    OciError::Other("cannot exec in a stopped container".into())
-                }
-                e => OciError::sys(format!("open {path}"), e),
-            })?;
+        let fd = open(
+            path.as_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            nix::errno::Errno::ENOENT | nix::errno::Errno::ESRCH => {
+                OciError::Other("cannot exec in a stopped container".into())
+            }
+            e => OciError::sys(format!("open {path}"), e),
+        })?;
         out.push((t, fd));
     }
     Ok(out)
@@ -337,8 +341,20 @@ mod tests {
     #[test]
     fn flags_override_the_containers_process() {
         let a = exec_args(&[
-            "-e", "A=1", "-u", "1000:5", "-g", "7", "--cwd", "/tmp", "--cap", "CAP_NET_ADMIN",
-            "--no-new-privs", "c1", "id", "-u",
+            "-e",
+            "A=1",
+            "-u",
+            "1000:5",
+            "-g",
+            "7",
+            "--cwd",
+            "/tmp",
+            "--cap",
+            "CAP_NET_ADMIN",
+            "--no-new-privs",
+            "c1",
+            "id",
+            "-u",
         ]);
         let p = build_process(&spec(), &a).unwrap();
         assert_eq!(p.args().as_deref().unwrap(), ["id", "-u"]);
@@ -349,8 +365,18 @@ mod tests {
         assert_eq!(p.no_new_privileges(), Some(true));
         assert_eq!(p.terminal(), Some(false));
         let caps = p.capabilities().as_ref().unwrap();
-        assert!(caps.bounding().as_ref().unwrap().contains(&Capability::NetAdmin));
-        assert!(caps.bounding().as_ref().unwrap().contains(&Capability::Kill));
+        assert!(
+            caps.bounding()
+                .as_ref()
+                .unwrap()
+                .contains(&Capability::NetAdmin)
+        );
+        assert!(
+            caps.bounding()
+                .as_ref()
+                .unwrap()
+                .contains(&Capability::Kill)
+        );
         assert!(caps.inheritable().is_none());
     }
 

@@ -35,10 +35,7 @@ pub fn send_with_fd(sock: BorrowedFd<'_>, data: &[u8], fd: BorrowedFd<'_>) -> Re
 
 /// One message into `buf`; returns its length (0 at end-of-file) and the first fd
 /// it carried, received close-on-exec. Further fds, if any, are closed.
-pub fn recv_with_fd(
-    sock: impl AsFd,
-    buf: &mut [u8],
-) -> Result<(usize, Option<OwnedFd>), Errno> {
+pub fn recv_with_fd(sock: impl AsFd, buf: &mut [u8]) -> Result<(usize, Option<OwnedFd>), Errno> {
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let n = loop {

@@ -129,7 +129,10 @@ fn setup_and_exec(
     let env = step("env", merge_env(process))?;
     let args = process.args().as_deref().unwrap_or_default();
     let Some(arg0) = args.first() else {
-        return step("exec", Err(OciError::InvalidConfig("args must not be empty".into())));
+        return step(
+            "exec",
+            Err(OciError::InvalidConfig("args must not be empty".into())),
+        );
     };
     let exe = step("exec", look_path(arg0, &env))?;
 
@@ -332,6 +335,9 @@ mod tests {
             look_path("/nosuch", &env).unwrap_err().to_string(),
             "exec: \"/nosuch\": stat /nosuch: no such file or directory"
         );
-        assert_eq!(look_path("/bin/sh", &env).unwrap(), PathBuf::from("/bin/sh"));
+        assert_eq!(
+            look_path("/bin/sh", &env).unwrap(),
+            PathBuf::from("/bin/sh")
+        );
     }
 }

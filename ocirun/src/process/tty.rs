@@ -58,7 +58,8 @@ pub fn target(terminal: bool, socket: Option<&Path>) -> Result<Option<ConsoleTar
     }
     match socket {
         Some(p) => {
-            let s = UnixStream::connect(p).map_err(|e| OciError::io("connect console socket", p, e))?;
+            let s =
+                UnixStream::connect(p).map_err(|e| OciError::io("connect console socket", p, e))?;
             Ok(Some(ConsoleTarget::Socket(s.into())))
         }
         None => Ok(Some(ConsoleTarget::Parent)),
@@ -90,8 +91,7 @@ pub fn setup_console(
     rustix::stdio::dup2_stdout(&slave).map_err(|e| errno("dup2 pty to stdout", e))?;
     rustix::stdio::dup2_stderr(&slave).map_err(|e| errno("dup2 pty to stderr", e))?;
     drop(slave);
-    rustix::process::ioctl_tiocsctty(rustix::stdio::stdin())
-        .map_err(|e| errno("TIOCSCTTY", e))?;
+    rustix::process::ioctl_tiocsctty(rustix::stdio::stdin()).map_err(|e| errno("TIOCSCTTY", e))?;
     match target {
         ConsoleTarget::Socket(sock) => {
             crate::process::fdpass::send_with_fd(sock.as_fd(), MASTER_NAME, master.as_fd())
@@ -215,11 +215,7 @@ impl Relay {
             Err(nix::errno::Errno::EINTR) => return Ok(false),
             Err(e) => return Err(OciError::sys("poll", e)),
         }
-        let ready = |i: usize| {
-            fds[i]
-                .revents()
-                .is_some_and(|r| !r.is_empty())
-        };
+        let ready = |i: usize| fds[i].revents().is_some_and(|r| !r.is_empty());
         let extra_ready = ready(0);
         let master_ready = master_at.is_some_and(ready);
         let stdin_ready = stdin_at.is_some_and(ready);
