@@ -212,8 +212,9 @@ fn foreground_exec_tty_without_a_terminal_fails() {
 }
 
 /// Runs `args` of the runtime with a host pty as its stdio (and no controlling
-/// terminal), returns the runtime's exit code and everything shown on the pty.
-fn on_host_pty(tc: &TestContainer, args: &[&str], input: &str) -> (Option<i32>, String) {
+/// terminal); for each (wait_for, input) step waits until the screen shows `wait_for`,
+/// then types `input`. Returns the runtime's exit code and everything shown.
+fn on_host_pty(tc: &TestContainer, args: &[&str], steps: &[(&str, &str)]) -> (Option<i32>, String) {
     let pty = HostPty::new(40, 120);
     let mut cmd = tc.command(args);
     cmd.stdin(Stdio::from(pty.open_slave()))
@@ -222,16 +223,23 @@ fn on_host_pty(tc: &TestContainer, args: &[&str], input: &str) -> (Option<i32>, 
     let mut child = cmd.spawn().unwrap();
     drop(cmd);
     let master: &File = &pty.master;
-    if !input.is_empty() {
-        // Wait for the shell's prompt before typing.
-        read_until(master, TTY_TIMEOUT, |s| s.contains("# "));
+    let mut screen = String::new();
+    for (wait, input) in steps {
+        let seen = screen.len();
+        let t = read_until(master, TTY_TIMEOUT, |s| s.contains(wait));
+        screen.push_str(&t.text);
+        assert!(
+            !t.closed,
+            "the terminal closed before {wait:?}: {:?}",
+            &screen[seen..]
+        );
         type_in(master, input);
     }
-    let out = read_to_close(master, TTY_TIMEOUT);
+    screen.push_str(&read_to_close(master, TTY_TIMEOUT));
     let status = wait_for(TTY_TIMEOUT, "the runtime to exit", || {
         child.try_wait().unwrap()
     });
-    (status.code(), out)
+    (status.code(), screen)
 }
 
 #[test]
@@ -241,11 +249,20 @@ fn foreground_run_relays_the_terminal() {
     let (code, out) = on_host_pty(
         &tc,
         &["run", "--bundle", tc.bundle_dir().to_str().unwrap(), &tc.id],
-        "",
+        &[],
     );
     assert_eq!(code, Some(5), "{out:?}");
-    // The container's pty takes the caller's size, not consoleSize.
-    assert_eq!(lines(&out), ["/dev/pts/0", "40 120"], "{out:?}");
+    let got = lines(&out);
+    assert_eq!(
+        got.first().map(String::as_str),
+        Some("/dev/pts/0"),
+        "{out:?}"
+    );
+    if tc.rt.is_ocirun() {
+        // ocirun sizes the pty from the caller's terminal before the process starts
+        // (runc 1.1 does it concurrently, so the process may still see consoleSize).
+        assert_eq!(got.get(1).map(String::as_str), Some("40 120"), "{out:?}");
+    }
 }
 
 #[test]
@@ -255,10 +272,16 @@ fn foreground_exec_relays_an_interactive_shell() {
     let (code, out) = on_host_pty(
         &tc,
         &["exec", "-t", &tc.id, "sh"],
-        "echo hi-$((6*7))\nexit 7\n",
+        &[
+            ("# ", "echo hi-$((6*7))\n"),
+            ("hi-42", "stty size\n"),
+            ("40 120", "exit 7\n"),
+        ],
     );
     assert_eq!(code, Some(7), "{out:?}");
     // Line endings differ (runc 1.1 leaves the caller's terminal cooking "\r\n"
     // into "\r\r\n"; ocirun puts it in raw mode): compare without carriage returns.
-    assert!(out.replace('\r', "").contains("\nhi-42\n"), "{out:?}");
+    let plain = out.replace('\r', "");
+    assert!(plain.contains("\nhi-42\n"), "{out:?}");
+    assert!(plain.contains("\n40 120\n"), "the caller's size: {out:?}");
 }

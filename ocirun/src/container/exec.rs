@@ -120,17 +120,20 @@ fn exec_inner(root: &Path, a: &ExecArgs) -> Result<i32> {
     guard.0.push(pid);
     let _ = waitpid(joiner, None);
     guard.0.retain(|p| *p != joiner);
-    let master = if relayed {
-        Some(
-            parent_chan
+    // Sized and in raw mode before the process goes on, so it sees the caller's size.
+    let relay = match (relayed, host_console) {
+        (true, Some(host)) => {
+            let master = parent_chan
                 .expect_fd(&Message::Console, "setting up the console")
                 .map_err(|e| match e {
                     OciError::Child(c) => start_error(c),
                     e => e,
-                })?,
-        )
-    } else {
-        None
+                })?;
+            let relay = Relay::new(master, host)?;
+            parent_chan.send(&Message::Go)?;
+            Some(relay)
+        }
+        _ => None,
     };
     // End-of-file means the exec succeeded (the channel is close-on-exec).
     match parent_chan.recv()? {
@@ -145,10 +148,6 @@ fn exec_inner(root: &Path, a: &ExecArgs) -> Result<i32> {
     if a.detach {
         return Ok(0);
     }
-    let relay = match (master, host_console) {
-        (Some(m), Some(h)) => Some(Relay::new(m, h)?),
-        _ => None,
-    };
     wait_forwarding_signals(pid, relay)
 }
 

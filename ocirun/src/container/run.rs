@@ -39,6 +39,17 @@ pub fn run(opts: &CreateOptions<'_>, detach: bool, keep: bool) -> Result<i32> {
             status,
         });
     };
+    // Sized and in raw mode before the process runs, so it sees the caller's size.
+    let relay = match (console, host_console) {
+        (Some(master), Some(host)) => match Relay::new(master, host) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                cleanup(Status::Stopped);
+                return Err(e);
+            }
+        },
+        _ => None,
+    };
     let started = created.chan.send(&Message::Start).and_then(|()| {
         // End-of-file means the exec succeeded (the channel is close-on-exec).
         match created.chan.recv()? {
@@ -54,10 +65,6 @@ pub fn run(opts: &CreateOptions<'_>, detach: bool, keep: bool) -> Result<i32> {
     if detach {
         return Ok(0);
     }
-    let relay = match (console, host_console) {
-        (Some(master), Some(host)) => Some(Relay::new(master, host)?),
-        _ => None,
-    };
     let code = wait_forwarding_signals(init, relay);
     if !keep {
         cleanup(Status::Stopped);

@@ -116,10 +116,18 @@ fn setup_and_exec(
         setsid().map(drop).map_err(|e| OciError::sys("setsid", e)),
     )?;
     if let Some(target) = ctx.console {
+        let relayed = matches!(target, ConsoleTarget::Parent);
         step(
             "console",
             tty::setup_console(target, process.console_size().as_ref(), chan),
         )?;
+        if relayed {
+            // ocirun sizes the pty from the caller's terminal first.
+            step(
+                "console",
+                chan.expect(&Message::Go, "waiting for the relay"),
+            )?;
+        }
     }
     let caps = step(
         "capabilities",
