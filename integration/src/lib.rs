@@ -14,6 +14,8 @@
 // A harness reports a broken precondition by failing the test that uses it.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+pub mod console;
+
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};

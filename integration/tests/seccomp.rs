@@ -433,3 +433,17 @@ fn features_report_seccomp() {
 fn libc_enosys() -> u32 {
     38
 }
+
+/// `exec` applies the container's profile too: a process joined later must not escape
+/// the filter init runs under.
+#[test]
+fn exec_runs_under_the_containers_profile() {
+    let tc = container(
+        &["sleep", "30"],
+        mkdir_rule(json!({ "action": "SCMP_ACT_ERRNO" })),
+    );
+    tc.run_detached();
+    let out = tc.run(&["exec", &tc.id, "sh", "-c", MKDIR_SCRIPT[2]]);
+    assert_mkdir_fails_with(&out, "Operation not permitted");
+    tc.run(&["exec", &tc.id, "echo", "allowed"]).ok();
+}

@@ -102,6 +102,8 @@ pub enum Command {
     Checkpoint(CriuArgs),
     /// Not supported: ocirun has no CRIU integration.
     Restore(CriuArgs),
+    /// Run a new process inside a running (or created) container.
+    Exec(ExecArgs),
 }
 
 #[derive(Debug, Args)]
@@ -176,6 +178,61 @@ pub struct CriuArgs {
     /// Whatever runc's checkpoint/restore would take; only parsed to be refused.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
+}
+
+/// runc's `exec` flags. Parsing stops at the first argument after the id, so the
+/// command's own flags (`sh -c ...`) are never taken for ours.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    pub id: String,
+    /// The command and its arguments (ignored with --process).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    /// A process.json (the spec's `process` object) to run instead of the arguments.
+    #[arg(short, long)]
+    pub process: Option<PathBuf>,
+    /// Allocate a pseudo-terminal.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Unix socket that receives the pty master (with --tty and --detach).
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Return once the process has started.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Write the process's pid (host view) to this file.
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Add or override an environment variable (KEY=VALUE).
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// Working directory in the container.
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// uid[:gid] to run as.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// An additional group id (repeatable).
+    #[arg(short = 'g', long = "additional-gids")]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability to the bounding, effective and permitted sets (repeatable).
+    #[arg(short, long)]
+    pub cap: Vec<String>,
+    /// Set no_new_privs for the process.
+    #[arg(long = "no-new-privs")]
+    pub no_new_privs: bool,
+    /// Pass this many extra file descriptors (from fd 3 on) to the process.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Allow exec into a paused container.
+    #[arg(long = "ignore-paused")]
+    pub ignore_paused: bool,
+    /// Accepted for runc compatibility; ocirun applies no AppArmor profile.
+    #[arg(long, hide = true)]
+    pub apparmor: Option<String>,
+    /// Accepted for runc compatibility; ocirun applies no SELinux label.
+    #[arg(long = "process-label", hide = true)]
+    pub process_label: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -291,6 +348,30 @@ mod tests {
     fn global_flags_after_the_command_are_accepted() {
         let cli = Cli::try_parse_from(["ocirun", "state", "x", "--root", "/r"]).unwrap();
         assert_eq!(cli.root, PathBuf::from("/r"));
+    }
+
+    #[test]
+    fn exec_stops_parsing_at_the_command() {
+        let cli = Cli::try_parse_from([
+            "ocirun", "exec", "-t", "-e", "A=1", "--user", "1000:5", "c1", "sh", "-c", "exit 3",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Exec(e) => {
+                assert_eq!(e.id, "c1");
+                assert_eq!(e.args, ["sh", "-c", "exit 3"]);
+                assert!(e.tty);
+                assert_eq!(e.env, ["A=1"]);
+                assert_eq!(e.user.as_deref(), Some("1000:5"));
+                assert!(e.cap.is_empty());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let cli = Cli::try_parse_from(["ocirun", "exec", "c1", "--", "ls", "-l"]).unwrap();
+        match cli.command {
+            Command::Exec(e) => assert_eq!(e.args, ["ls", "-l"]),
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     #[test]

@@ -63,11 +63,24 @@ pub enum OciError {
     InvalidSignal(String),
     #[error("{0}")]
     Other(String),
+    /// Any failure of `exec`: runc reports these as `exec failed: ...` with exit code
+    /// 255, which is what callers that wrap runc see (containerd and dockerd map the
+    /// message, not the code).
+    #[error("exec failed")]
+    ExecFailed(#[source] Box<OciError>),
 }
 
 pub type Result<T> = std::result::Result<T, OciError>;
 
 impl OciError {
+    /// The exit code ocirun ends with when a command fails with this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            OciError::ExecFailed(_) => 255,
+            _ => 1,
+        }
+    }
+
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         OciError::Io {
             op,
@@ -97,6 +110,7 @@ impl common::HasKind for OciError {
             | OciError::InvalidSignal(_) => K::InvalidArgument,
             OciError::WrongState { .. } => K::FailedPrecondition,
             OciError::Unsupported(_) => K::FailedPrecondition,
+            OciError::ExecFailed(e) => e.kind(),
             _ => K::Internal,
         }
     }

@@ -42,6 +42,8 @@ pub fn run(cli: Cli) -> Result<i32> {
                 no_pivot: a.no_pivot,
                 preserve_fds: a.preserve_fds,
                 use_fifo: true,
+                console_socket: a.console_socket.as_deref(),
+                detach: true,
             })?;
             Ok(0)
         }
@@ -58,10 +60,17 @@ pub fn run(cli: Cli) -> Result<i32> {
                     no_pivot: a.no_pivot,
                     preserve_fds: a.preserve_fds,
                     use_fifo: false,
+                    console_socket: a.console_socket.as_deref(),
+                    detach: r.detach,
                 },
                 r.detach,
                 r.keep,
             )
+        }
+        Command::Exec(a) => {
+            std::fs::create_dir_all(root).map_err(|e| OciError::io("create", root, e))?;
+            sealed_exe::ensure_sealed(root)?;
+            container::exec::exec(root, a)
         }
         Command::Start { id } => container::start::start(root, id).map(|()| 0),
         Command::State { id } => {

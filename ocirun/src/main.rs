@@ -13,7 +13,7 @@ fn main() {
                 ocirun::logging::log_error(&line);
             }
             eprintln!("ocirun: {line}");
-            1
+            e.exit_code()
         }
     };
     std::process::exit(code);

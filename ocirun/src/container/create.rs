@@ -20,6 +20,7 @@ use crate::process::bootstrap;
 use crate::process::channel::{Channel, Message};
 use crate::process::init::{InitContext, StartSignal};
 use crate::process::namespaces::NamespacePlan;
+use crate::process::tty::{self, ConsoleTarget};
 use crate::security::CapPlan;
 use crate::spec;
 use crate::sys;
@@ -34,6 +35,10 @@ pub struct CreateOptions<'a> {
     pub preserve_fds: u32,
     /// `run` starts the process itself over the channel; `create` leaves an exec FIFO.
     pub use_fifo: bool,
+    /// Receives the pty master when process.terminal is set.
+    pub console_socket: Option<&'a Path>,
+    /// Whether ocirun returns once the container exists (`create`, `run --detach`).
+    pub detach: bool,
 }
 
 /// A container whose init is ready and waiting.
@@ -42,6 +47,8 @@ pub struct Created {
     pub dir: ContainerDir,
     pub state: SavedState,
     pub chan: Channel,
+    /// The pty master, when ocirun itself is to relay the container's terminal.
+    pub console: Option<OwnedFd>,
 }
 
 /// Undoes a half-made container unless disarmed.
@@ -95,6 +102,13 @@ pub fn create(opts: &CreateOptions<'_>) -> Result<Created> {
         .and_then(|l| l.seccomp().as_ref())
         .map(|s| crate::seccomp::Filter::compile_cached(s, &opts.root.join(".seccomp-cache")))
         .transpose()?;
+    let terminal = bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    tty::check_terminal(opts.detach, terminal, opts.console_socket)?;
     let layout = Layout::detect()?;
     let cgroups_path = bundle
         .spec
@@ -137,9 +151,12 @@ pub fn create(opts: &CreateOptions<'_>) -> Result<Created> {
     undo.cgroup = Some(cgroup.clone());
     cgroup.apply(&resources_with_defaults(&bundle.spec))?;
 
+    let console = tty::target(terminal, opts.console_socket)?;
+    let relayed = matches!(console, Some(ConsoleTarget::Parent));
     let (parent_chan, child_chan) = Channel::pair()?;
     let ctx = InitContext {
         id: id.as_str(),
+        console,
         spec: &bundle.spec,
         bundle: &bundle.dir,
         rootfs: &bundle.rootfs,
@@ -188,10 +205,13 @@ pub fn create(opts: &CreateOptions<'_>) -> Result<Created> {
     undo.pids.push(init_pid);
     let _ = waitpid(bootstrap_pid, None);
     undo.pids.retain(|p| *p != bootstrap_pid);
+    // Init asks for the runtime's create hooks after its mounts (only when the spec
+    // has some), then hands over the pty master when ocirun relays it, then is Ready.
+    let mut console = None;
     loop {
-        match parent_chan.recv()? {
-            Some(Message::Ready) => break,
-            Some(Message::RunHooks) => {
+        match parent_chan.recv_with_fd()? {
+            Some((Message::Ready, _)) => break,
+            Some((Message::RunHooks, _)) => {
                 hooks::runtime_create_hooks(
                     &bundle.spec,
                     id.as_str(),
@@ -200,8 +220,9 @@ pub fn create(opts: &CreateOptions<'_>) -> Result<Created> {
                 )?;
                 parent_chan.send(&Message::HooksDone)?;
             }
-            Some(Message::Error(e)) => return Err(OciError::Child(e)),
-            Some(other) => {
+            Some((Message::Console, Some(fd))) if relayed => console = Some(fd),
+            Some((Message::Error(e), _)) => return Err(OciError::Child(e)),
+            Some((other, _)) => {
                 return Err(OciError::Channel(format!("unexpected {other:?} from init")));
             }
             None => {
@@ -210,6 +231,11 @@ pub fn create(opts: &CreateOptions<'_>) -> Result<Created> {
                 ));
             }
         }
+    }
+    if relayed && console.is_none() {
+        return Err(OciError::Channel(
+            "init became ready without sending the console".into(),
+        ));
     }
 
     let (_, start_time) = crate::container::state::proc_stat(init_pid.as_raw())
@@ -241,6 +267,7 @@ pub fn create(opts: &CreateOptions<'_>) -> Result<Created> {
         dir,
         state,
         chan: parent_chan,
+        console,
     })
 }
 

@@ -2,6 +2,7 @@
 pub mod create;
 pub mod delete;
 pub mod events;
+pub mod exec;
 pub mod kill;
 pub mod list;
 pub mod pause;
@@ -10,6 +11,7 @@ pub mod run;
 pub mod start;
 pub mod state;
 pub mod update;
+pub mod wait;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! A typed message channel between ocirun and the processes it forks: a SOCK_SEQPACKET
 //! socketpair carrying one JSON message per packet, so message boundaries survive and
 //! a dead peer shows up as end-of-file instead of a hang.
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, send, socketpair};
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,9 @@ pub enum Message {
     Start,
     /// child -> parent: a setup stage failed.
     Error(ChildError),
+    /// exec'd process -> parent: the pty master rides along (SCM_RIGHTS), for a
+    /// foreground process whose terminal ocirun relays.
+    Console,
 }
 
 /// One end of the channel.
@@ -63,6 +66,48 @@ impl Channel {
                 Err(e) => return Err(OciError::Channel(format!("send: {e}"))),
             }
         }
+    }
+
+    /// `msg` with `fd` attached.
+    pub fn send_with_fd(&self, msg: &Message, fd: std::os::fd::BorrowedFd<'_>) -> Result<()> {
+        let data = serde_json::to_vec(msg).map_err(|e| OciError::Channel(e.to_string()))?;
+        crate::process::fdpass::send_with_fd(self.fd.as_fd(), &data, fd)
+            .map_err(|e| OciError::Channel(format!("send: {e}")))
+    }
+
+    /// Waits for `expected` with an fd attached, and returns the fd.
+    pub fn expect_fd(&self, expected: &Message, waiting_for: &str) -> Result<OwnedFd> {
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        let (n, fd) = crate::process::fdpass::recv_with_fd(&self.fd, &mut buf)
+            .map_err(|e| OciError::Channel(format!("recv: {e}")))?;
+        if n == 0 {
+            return Err(OciError::Channel(format!(
+                "container process exited while {waiting_for}"
+            )));
+        }
+        let msg: Message = serde_json::from_slice(&buf[..n])
+            .map_err(|e| OciError::Channel(format!("bad message: {e}")))?;
+        match (msg, fd) {
+            (m, Some(fd)) if &m == expected => Ok(fd),
+            (Message::Error(e), _) => Err(OciError::Child(e)),
+            (other, _) => Err(OciError::Channel(format!(
+                "expected {waiting_for}, got {other:?}"
+            ))),
+        }
+    }
+
+    /// The next message with the fd attached to it, if any; None when the other side
+    /// has closed.
+    pub fn recv_with_fd(&self) -> Result<Option<(Message, Option<OwnedFd>)>> {
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        let (n, fd) = crate::process::fdpass::recv_with_fd(&self.fd, &mut buf)
+            .map_err(|e| OciError::Channel(format!("recv: {e}")))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let msg = serde_json::from_slice(&buf[..n])
+            .map_err(|e| OciError::Channel(format!("bad message: {e}")))?;
+        Ok(Some((msg, fd)))
     }
 
     /// The next message, or None when the other side has closed (exited or exec'd).

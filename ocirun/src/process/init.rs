@@ -46,6 +46,8 @@ pub struct InitContext<'a> {
     pub start: StartSignal,
     /// `linux.seccomp`, compiled by `create`.
     pub seccomp: Option<&'a seccomp::Filter>,
+    /// Set when process.terminal is: where the pty master goes.
+    pub console: Option<crate::process::tty::ConsoleTarget>,
 }
 
 /// init's process name until it execs (`start` watches for the change).
@@ -106,6 +108,14 @@ fn setup_and_exec(chan: &Channel, ctx: InitContext<'_>) -> std::result::Result<N
         hooks::init_before_pivot(chan, spec, ctx.id, ctx.bundle),
     )?;
     step("rootfs", rootfs::switch_root(&rctx))?;
+    if let Some(target) = ctx.console {
+        // After the rootfs (the pty comes from the container's devpts), before
+        // finish remounts /dev read-only.
+        step(
+            "console",
+            crate::process::tty::setup_console(target, process.console_size().as_ref(), chan),
+        )?;
+    }
     if ctx.new_uts {
         step("hostname", set_names(spec))?;
     }

@@ -3,5 +3,8 @@
 //! rootfs, drops privileges, waits for start, execs the user's process).
 pub mod bootstrap;
 pub mod channel;
+pub mod fdpass;
 pub mod init;
 pub mod namespaces;
+pub mod tenant;
+pub mod tty;

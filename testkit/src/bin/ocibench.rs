@@ -9,6 +9,10 @@
 //! ocibench --inner ...`. Section 2 measures ocirun on the host's normal layout, with
 //! runc and the floor measured in the same rounds as references.
 //!
+//! Each section then measures `<runtime> --root <tmp> exec <id> /bin/true` into a
+//! running container of that runtime (a busybox `sleep`), next to the floor
+//! `nsenter --target <init> --all /bin/true` (join the container's namespaces and exec).
+//!
 //! Runs are interleaved round-robin (the order rotates every round) so machine noise
 //! hits every runtime equally. Every run's exit status is checked; a failed run is
 //! printed with its stderr and the runtime drops out of the table.
@@ -106,6 +110,8 @@ struct Subject {
     failed: bool,
     leftovers: usize,
     peak_rss_kib: Option<u64>,
+    /// For the exec benchmark: the container (id, init pid) to exec into.
+    exec_into: Option<(String, i32)>,
 }
 
 impl Subject {
@@ -120,6 +126,7 @@ impl Subject {
             failed: false,
             leftovers: 0,
             peak_rss_kib: None,
+            exec_into: None,
         }
     }
 
@@ -130,6 +137,18 @@ impl Subject {
     /// The full argv (program first) of one run.
     fn argv(&self, program: &Path, bundle: &Path, id: &str) -> Vec<OsString> {
         let mut argv = vec![program.as_os_str().to_owned()];
+        if let Some((target, pid)) = &self.exec_into {
+            if self.is_runtime {
+                argv.push("--root".into());
+                argv.push(self.root.as_os_str().to_owned());
+                argv.extend(["exec", target.as_str(), "/bin/true"].map(OsString::from));
+            } else {
+                argv.extend(
+                    ["--target", &pid.to_string(), "--all", "/bin/true"].map(OsString::from),
+                );
+            }
+            return argv;
+        }
         if self.is_runtime {
             argv.push("--root".into());
             argv.push(self.root.as_os_str().to_owned());
@@ -331,6 +350,114 @@ fn measure(subjects: &mut [Subject], bundle: &Path, opts: &Opts, section: &str) 
     Ok(())
 }
 
+/// The exec benchmark: one running container per runtime, then `exec /bin/true` into
+/// it, round-robin like `measure`; the floor joins ocirun's (or the first) container.
+fn measure_exec(subjects: &mut [Subject], bundle: &Path, opts: &Opts, section: &str) -> Result<()> {
+    let bases = cgroup_bases();
+    let pid = std::process::id();
+    let mut floor_pid = None;
+    for s in subjects.iter_mut().filter(|s| s.is_runtime) {
+        s.samples_ms.clear();
+        s.failed = false;
+        let Some(program) = s.program.clone() else {
+            continue;
+        };
+        fs::create_dir_all(&s.root).with_context(|| format!("mkdir {}", s.root.display()))?;
+        let id = format!("ocibench-{pid}-{section}-{}-exec", s.name);
+        // Detached, the container keeps its stdio: never a pipe we would wait on.
+        let status = Command::new(&program)
+            .arg("--root")
+            .arg(&s.root)
+            .args(["run", "--detach", "--bundle"])
+            .arg(bundle)
+            .arg(&id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .with_context(|| format!("cannot execute {}", program.display()))?;
+        let state = run_quiet(&[
+            program.as_os_str().to_owned(),
+            "--root".into(),
+            s.root.as_os_str().to_owned(),
+            "state".into(),
+            id.clone().into(),
+        ])?;
+        let init = serde_json::from_slice::<serde_json::Value>(&state.stdout)
+            .ok()
+            .and_then(|v| v["pid"].as_i64())
+            .and_then(|p| i32::try_from(p).ok())
+            .filter(|p| *p > 0);
+        match (status.success(), init) {
+            (true, Some(init)) => {
+                floor_pid = floor_pid.or(Some(init));
+                s.exec_into = Some((id, init));
+            }
+            _ => {
+                eprintln!(
+                    "error: {} could not start the container to exec into ({status})",
+                    s.name
+                );
+                s.failed = true;
+                s.leftovers += clean_up(&program, &s.root, &id, &bases);
+            }
+        }
+    }
+    for s in subjects.iter_mut().filter(|s| !s.is_runtime) {
+        s.samples_ms.clear();
+        s.failed = false;
+        s.program = find_in_path("nsenter");
+        s.hint = "apt-get install -y util-linux".into();
+        match floor_pid {
+            Some(p) => s.exec_into = Some((String::new(), p)),
+            None => s.failed = true,
+        }
+    }
+    let n = subjects.len();
+    for round in 0..opts.warmup + opts.iterations {
+        for k in 0..n {
+            let s = &mut subjects[(round + k) % n];
+            let Some(program) = s.program.clone().filter(|_| !s.failed) else {
+                continue;
+            };
+            let argv = s.argv(&program, bundle, "");
+            let start = Instant::now();
+            let out = run_quiet(&argv)?;
+            let elapsed = start.elapsed();
+            if !out.status.success() {
+                eprintln!(
+                    "error: {} exec {} failed ({}):\n    {}",
+                    s.name,
+                    round + 1,
+                    out.status,
+                    tail(&out)
+                );
+                s.failed = true;
+            } else if round >= opts.warmup {
+                s.samples_ms.push(elapsed.as_secs_f64() * 1e3);
+            }
+        }
+    }
+    for s in subjects.iter_mut() {
+        s.peak_rss_kib = None;
+        let (Some(program), Some((id, _))) = (s.program.clone(), s.exec_into.take()) else {
+            continue;
+        };
+        if s.is_runtime {
+            let _ = Command::new(&program)
+                .arg("--root")
+                .arg(&s.root)
+                .args(["delete", "--force", &id])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            s.leftovers += clean_up(&program, &s.root, &id, &bases);
+        }
+    }
+    Ok(())
+}
+
 /// Checks that a container left no state and no cgroup behind; removes what it finds
 /// and returns how many leftovers there were.
 fn clean_up(program: &Path, root: &Path, id: &str, bases: &[PathBuf]) -> usize {
@@ -491,7 +618,15 @@ fn run_inner(opts: &Opts) -> Result<bool> {
         &subjects,
         opts,
     );
-    Ok(!any_failed(&subjects))
+    let mut ok = !any_failed(&subjects);
+    measure_exec(&mut subjects, &workdir.join("bundle-sleep"), opts, "ns")?;
+    print_table(
+        "== 1b. `exec /bin/true` into a running container, same namespace (floor: nsenter --all) ==",
+        &subjects,
+        opts,
+    );
+    ok &= !any_failed(&subjects);
+    Ok(ok)
 }
 
 fn run_outer(opts: &mut Opts) -> Result<bool> {
@@ -509,6 +644,8 @@ fn run_outer(opts: &mut Opts) -> Result<bool> {
     let workdir = tmp.path();
     testkit::Bundle::create(&workdir.join("bundle"), &["/bin/true"])
         .context("cannot create the benchmark bundle")?;
+    testkit::Bundle::create(&workdir.join("bundle-sleep"), &["sleep", "1000000"])
+        .context("cannot create the exec benchmark bundle")?;
 
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -568,6 +705,15 @@ fn run_outer(opts: &mut Opts) -> Result<bool> {
             opts,
         );
         ok &= !any_failed(&subjects);
+        if subjects[0].program.is_some() {
+            measure_exec(&mut subjects, &workdir.join("bundle-sleep"), opts, "host")?;
+            print_table(
+                "== 2b. `exec /bin/true` on the host's hybrid layout (floor: nsenter --all) ==",
+                &subjects,
+                opts,
+            );
+            ok &= !any_failed(&subjects);
+        }
     } else {
         println!("\n(host is not hybrid: section 1 already used its cgroup layout)");
     }
@@ -626,5 +772,23 @@ mod tests {
         let argv = floor.argv(Path::new("/usr/bin/unshare"), Path::new("/b"), "id1");
         assert_eq!(argv.len(), 1 + FLOOR_ARGS.len());
         assert_eq!(argv.last(), Some(&OsString::from("/bin/true")));
+    }
+
+    #[test]
+    fn exec_command_lines() {
+        let mut rt = Subject::new("runc", None, "", PathBuf::from("/r"));
+        rt.exec_into = Some(("c1".into(), 42));
+        let argv = rt.argv(Path::new("/usr/sbin/runc"), Path::new("/b"), "");
+        assert_eq!(
+            argv,
+            ["/usr/sbin/runc", "--root", "/r", "exec", "c1", "/bin/true"].map(OsString::from)
+        );
+        let mut floor = Subject::new("floor", None, "", PathBuf::from("/r"));
+        floor.exec_into = Some((String::new(), 42));
+        let argv = floor.argv(Path::new("/usr/bin/nsenter"), Path::new("/b"), "");
+        assert_eq!(
+            argv,
+            ["/usr/bin/nsenter", "--target", "42", "--all", "/bin/true"].map(OsString::from)
+        );
     }
 }
