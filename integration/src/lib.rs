@@ -14,6 +14,10 @@
 // A harness reports a broken precondition by failing the test that uses it.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+pub mod containerd;
+pub mod daemon;
+pub mod dockerd;
+
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};
