@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use crate::daemon::{
-    kill_processes_mentioning, output_quiet, remove_cgroup_tree, report_log_if_panicking,
-    run_in_pty, short_tempdir, spawn_logged, stop_daemon, unique_name, unmount_all_under,
-    wait_ready,
+    kill_processes_mentioning, output_quiet, remove_cgroup_tree, remove_shim_socket,
+    report_log_if_panicking, run_in_pty, short_tempdir, spawn_logged, stop_daemon, unique_name,
+    unmount_all_under, wait_ready,
 };
 use crate::{COMMAND_TIMEOUT, Output, Runtime, run_with_timeout};
 
@@ -44,42 +44,7 @@ impl Containerd {
         let dir = short_tempdir("ctd-");
         let d = dir.path();
         let address = d.join("containerd.sock");
-        let config = format!(
-            r#"version = 2
-root = "{root}"
-state = "{state}"
-disabled_plugins = [
-  "io.containerd.grpc.v1.cri",
-  "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing",
-]
-
-[grpc]
-  address = "{sock}"
-
-[ttrpc]
-  address = "{sock}.ttrpc"
-
-[debug]
-  address = "{debug}"
-  level = "info"
-
-[metrics]
-  address = ""
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{opt}"
-"#,
-            root = d.join("root").display(),
-            state = d.join("state").display(),
-            sock = address.display(),
-            debug = d.join("debug.sock").display(),
-            opt = d.join("opt").display(),
-        );
+        let config = testkit::engine::containerd_config(d);
         let config_path = d.join("config.toml");
         std::fs::write(&config_path, config)
             .unwrap_or_else(|e| panic!("write {}: {e}", config_path.display()));
@@ -191,7 +156,7 @@ disabled_plugins = [
     /// Where the runc shim keeps the runtime's state for this namespace (its
     /// `--root`): containerd 1.6 hard-codes `/run/containerd/runc/<namespace>`.
     pub fn runtime_root(&self) -> PathBuf {
-        Path::new("/run/containerd/runc").join(&self.namespace)
+        testkit::engine::runc_shim_root(&self.namespace)
     }
 
     /// The container's directory on a cgroup v1 hierarchy (ctr's `/<ns>/<id>`).
@@ -203,6 +168,13 @@ disabled_plugins = [
     }
 
     fn cleanup(&mut self) {
+        let runtime_root = self.runtime_root();
+        let mut ids: Vec<String> = std::fs::read_dir(&runtime_root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
         if matches!(self.child.try_wait(), Ok(None)) {
             let ctr = |args: &[&str]| output_quiet(self.ctr_command(args), COMMAND_TIMEOUT);
             let tasks = ctr(&["task", "ls", "-q"]).unwrap_or_default();
@@ -214,14 +186,17 @@ disabled_plugins = [
             let containers = ctr(&["containers", "ls", "-q"]).unwrap_or_default();
             for id in containers.lines().map(str::trim).filter(|l| !l.is_empty()) {
                 ctr(&["containers", "delete", id]);
+                ids.push(id.to_string());
             }
         }
         stop_daemon(&mut self.child);
         let dir = self.dir().to_string_lossy().into_owned();
         kill_processes_mentioning(&dir);
+        for id in &ids {
+            remove_shim_socket(&self.address, &self.namespace, id);
+        }
         // A task whose runtime call failed half-way can leave runtime state (and a
         // live container) that neither containerd nor the shim knows about anymore.
-        let runtime_root = self.runtime_root();
         if let Ok(entries) = std::fs::read_dir(&runtime_root) {
             for e in entries.flatten() {
                 let mut c = self.runtime.command();

@@ -122,6 +122,16 @@ pub fn report_log_if_panicking(what: &str, log: &Path) {
     }
 }
 
+/// Removes the socket a containerd 1.6 shim listens on for task `id`: it lives in
+/// the fixed /run/containerd/s/, named by sha256(`<containerd address>/<ns>/<id>`),
+/// and only a shim that exits cleanly removes it (not one killed during cleanup).
+pub fn remove_shim_socket(address: &Path, namespace: &str, id: &str) {
+    let key = address.join(namespace).join(id);
+    let digest = testkit::image::sha256_digest(key.to_string_lossy().as_bytes());
+    let hex = digest.trim_start_matches("sha256:");
+    let _ = fs::remove_file(Path::new("/run/containerd/s").join(hex));
+}
+
 /// SIGTERM, then SIGKILL if the daemon is still there after a grace period.
 pub fn stop_daemon(child: &mut Child) {
     if let Ok(Some(_)) = child.try_wait() {

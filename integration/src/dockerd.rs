@@ -18,9 +18,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::daemon::{
-    kill_processes_mentioning, output_quiet, remove_cgroup_tree, report_log_if_panicking,
-    run_in_pty, short_tempdir, spawn_logged, stop_daemon, unique_name, unmount_all_under,
-    wait_ready,
+    kill_processes_mentioning, output_quiet, remove_cgroup_tree, remove_shim_socket,
+    report_log_if_panicking, run_in_pty, short_tempdir, spawn_logged, stop_daemon, unique_name,
+    unmount_all_under, wait_ready,
 };
 use crate::{COMMAND_TIMEOUT, Output, Runtime, run_with_timeout};
 
@@ -206,9 +206,13 @@ impl Dockerd {
     }
 
     fn cleanup(&mut self) {
+        let mut ids = String::new();
         if matches!(self.child.try_wait(), Ok(None)) {
-            let ids = output_quiet(self.docker_command(&["ps", "-aq"]), COMMAND_TIMEOUT)
-                .unwrap_or_default();
+            ids = output_quiet(
+                self.docker_command(&["ps", "-aq", "--no-trunc"]),
+                COMMAND_TIMEOUT,
+            )
+            .unwrap_or_default();
             let ids: Vec<&str> = ids.split_whitespace().collect();
             if !ids.is_empty() {
                 let mut args = vec!["rm", "--force"];
@@ -219,6 +223,10 @@ impl Dockerd {
         stop_daemon(&mut self.child);
         let dir = self.dir().to_string_lossy().into_owned();
         kill_processes_mentioning(&dir);
+        let containerd = self.dir().join("exec/containerd/containerd.sock");
+        for id in ids.split_whitespace() {
+            remove_shim_socket(&containerd, "moby", id);
+        }
         // Give killed shims' children a moment to be reaped before removing cgroups.
         std::thread::sleep(Duration::from_millis(20));
         remove_cgroup_tree(&self.cgroup_parent);

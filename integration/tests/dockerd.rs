@@ -116,9 +116,11 @@ fn docker_memory_limit() {
     assert_eq!(fs::read_to_string(&host).unwrap().trim(), "67108864");
     // cgroup v1 without a cgroup namespace: the container's own cgroup is what it
     // sees mounted at /sys/fs/cgroup/memory.
-    let out = d.docker(&[
-        "exec",
-        &name,
+    let out = d.run(&[
+        "--rm",
+        "--memory",
+        "64m",
+        BUSYBOX,
         "cat",
         "/sys/fs/cgroup/memory/memory.limit_in_bytes",
     ]);
@@ -131,7 +133,14 @@ fn docker_pids_limit() {
     let name = sleeper(&d, &["--pids-limit", "20"]);
     let host = d.cgroup_dir("pids", &name).join("pids.max");
     assert_eq!(fs::read_to_string(&host).unwrap().trim(), "20");
-    let out = d.docker(&["exec", &name, "cat", "/sys/fs/cgroup/pids/pids.max"]);
+    let out = d.run(&[
+        "--rm",
+        "--pids-limit",
+        "20",
+        BUSYBOX,
+        "cat",
+        "/sys/fs/cgroup/pids/pids.max",
+    ]);
     assert_eq!(out.ok().stdout.trim(), "20", "{out}");
 }
 

@@ -3,6 +3,7 @@
 //! `busybox:latest` images (docker archive / OCI layout) for containerd and dockerd.
 #![forbid(unsafe_code)]
 
+pub mod engine;
 pub mod fixtures;
 pub mod image;
 
