@@ -1,7 +1,8 @@
 # Build, demo, test and benchmark entry points. Run as root on Debian 12:
 #   make demo   builds everything and runs a busybox container with ocirun
 #   make test   fmt + clippy + build + every test (what .ci/run runs)
-#   make bench  ocirun vs runc vs crun vs the namespace floor
+#   make bench  ocirun vs runc vs crun vs the namespace floor, then `ctr run --rm`
+#               end to end on containerd with ocirun vs runc
 # Each target installs the Debian packages it needs (only when missing).
 
 SHELL := /bin/bash
@@ -22,9 +23,11 @@ ITERATIONS ?= 50
 NEXTEST_PROFILE ?= $(if $(filter true 1,$(CI)),ci,default)
 
 # Test fixtures, the runtimes we compare against, GNU time (peak RSS in the bench),
-# the C linker rustc needs, libseccomp (ocirun links it) with pkg-config, and ps(1)
-# for `ocirun ps`.
-APT_PACKAGES := busybox-static runc crun hyperfine time util-linux gcc libc6-dev libseccomp-dev pkg-config procps
+# the C linker rustc needs, libseccomp (ocirun links it) with pkg-config, ps(1) for
+# `ocirun ps`, and the engines the integration tests run ocirun under (containerd +
+# ctr, docker.io's dockerd; `script` from bsdutils for manual pty runs).
+APT_PACKAGES := busybox-static runc crun hyperfine time util-linux gcc libc6-dev \
+                libseccomp-dev pkg-config procps containerd docker.io bsdutils
 
 .PHONY: deps build demo test bench clean
 
@@ -38,7 +41,12 @@ deps:
 	  echo "deps: installing$$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes NEEDRESTART_SUSPEND=1; \
 	  apt-get update -qq; \
-	  apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  : "containerd/docker.io postinsts would start system daemons: the tests start their own"; \
+	  policy=/usr/sbin/policy-rc.d; own_policy=""; \
+	  if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' >$$policy; chmod +x $$policy; own_policy=1; fi; \
+	  status=0; apt-get install -y -qq --no-install-recommends $$missing >/dev/null || status=$$?; \
+	  if [ -n "$$own_policy" ]; then rm -f $$policy; fi; \
+	  exit $$status; \
 	fi
 	@if ! command -v $(CARGO) >/dev/null; then \
 	  echo "deps: no cargo; installing the stable Rust toolchain with rustup"; \
@@ -73,6 +81,7 @@ test: deps
 
 bench: deps build
 	$(RELEASE)/ocibench --iterations $(ITERATIONS) --ocirun $(RELEASE)/ocirun
+	$(RELEASE)/ctrbench --iterations $(ITERATIONS) --ocirun $(RELEASE)/ocirun
 
 clean:
 	$(CARGO) clean

@@ -15,6 +15,9 @@
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 pub mod console;
+pub mod containerd;
+pub mod daemon;
+pub mod dockerd;
 
 use std::ffi::OsStr;
 use std::fs::{self, File};
