@@ -83,3 +83,34 @@ fn run_no_pivot_works() {
     out.ok();
     assert_eq!(out.stdout, "ok\n", "{out}");
 }
+
+/// systemd socket activation, as runc passes it on: with LISTEN_FDS=N (and LISTEN_PID
+/// naming the runtime), fds 3..3+N reach the container's process, which is told so.
+#[test]
+fn listen_fds_are_passed_to_the_container() {
+    let tc = TestContainer::new(&[
+        "sh",
+        "-c",
+        "echo \"fds=$LISTEN_FDS pid=$LISTEN_PID\"; cat <&3",
+    ]);
+    tc.save();
+    let passed = tc.bundle_dir().join("activation-socket-stand-in");
+    std::fs::write(&passed, "handed over by the activator\n").unwrap();
+    let bundle = tc.bundle_dir().to_str().unwrap().to_string();
+    let inner = tc.command(&["run", "--bundle", &bundle, &tc.id]);
+    // `exec` keeps the shell's pid, so $$ is the runtime's pid, as systemd sets it.
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "LISTEN_PID=$$ LISTEN_FDS=1 exec \"$@\" 3<'{}'",
+            passed.display()
+        ))
+        .arg("sh")
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .stdin(std::process::Stdio::null());
+    let out = integration::run_with_timeout(cmd, std::time::Duration::from_secs(30));
+    out.ok();
+    assert!(out.stdout.contains("fds=1 pid=1"), "{out}");
+    assert!(out.stdout.contains("handed over by the activator"), "{out}");
+}

@@ -83,7 +83,8 @@ impl Drop for Undo {
 #[instrument(skip_all, fields(container_id = opts.id))]
 pub fn create(opts: &CreateOptions<'_>) -> Result<Created> {
     let id = common::ContainerId::new(opts.id)?;
-    let bundle = spec::load_bundle(opts.bundle)?;
+    let mut bundle = spec::load_bundle(opts.bundle)?;
+    let preserve_fds = opts.preserve_fds + socket_activation(&mut bundle.spec);
     let plan = NamespacePlan::from_spec(&bundle.spec)?;
     // Parse now so that a bad capability name fails before anything exists.
     CapPlan::from_spec(
@@ -164,7 +165,7 @@ pub fn create(opts: &CreateOptions<'_>) -> Result<Created> {
         in_userns: plan.in_userns,
         new_uts: plan.new_uts,
         no_pivot: opts.no_pivot,
-        preserve_fds: opts.preserve_fds,
+        preserve_fds,
         start,
         seccomp: seccomp.as_ref(),
     };
@@ -269,6 +270,37 @@ pub fn create(opts: &CreateOptions<'_>) -> Result<Created> {
         chan: parent_chan,
         console,
     })
+}
+
+/// systemd socket activation passes through as runc does it: when ocirun itself was
+/// started with `LISTEN_FDS=N`, fds 3..3+N go to the container's process too, which is
+/// told so with `LISTEN_FDS=N` and `LISTEN_PID=1` in its environment. Returns N.
+fn socket_activation(spec: &mut Spec) -> u32 {
+    // As sd_listen_fds(3): the fds are ours only if LISTEN_PID names this process.
+    let for_us = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .is_some_and(|pid| pid == std::process::id());
+    let Some(n) = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|n| *n > 0 && for_us)
+    else {
+        return 0;
+    };
+    if let Some(process) = spec.process_mut() {
+        let mut env: Vec<String> = process
+            .env()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="))
+            .collect();
+        env.push(format!("LISTEN_FDS={n}"));
+        env.push("LISTEN_PID=1".to_string());
+        process.set_env(Some(env));
+    }
+    n
 }
 
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
