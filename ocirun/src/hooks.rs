@@ -213,11 +213,6 @@ pub fn parent_runs_hooks(spec: &Spec) -> bool {
     !HookKind::Prestart.of(spec).is_empty() || !HookKind::CreateRuntime.of(spec).is_empty()
 }
 
-/// Whether [`init_before_pivot`] has any hook to run (by the parent or by init).
-pub fn init_runs_hooks_before_pivot(spec: &Spec) -> bool {
-    parent_runs_hooks(spec) || !HookKind::CreateContainer.of(spec).is_empty()
-}
-
 /// In init, between the mounts and pivot_root: has the parent run prestart and
 /// createRuntime (runtime namespace), then runs createContainer itself: in the
 /// container's namespaces, with paths still resolved against the host's root.

@@ -6,7 +6,6 @@ use std::time::SystemTime;
 
 use cgroups::{Cgroup, Layout};
 use nix::fcntl::{OFlag, open};
-use nix::sched::CloneFlags;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
@@ -86,7 +85,7 @@ pub fn create(opts: &CreateOptions<'_>) -> Result<Created> {
     let id = common::ContainerId::new(opts.id)?;
     let mut bundle = spec::load_bundle(opts.bundle)?;
     let preserve_fds = opts.preserve_fds + socket_activation(&mut bundle.spec);
-    let mut plan = NamespacePlan::from_spec(&bundle.spec)?;
+    let plan = NamespacePlan::from_spec(&bundle.spec)?;
     // Parse now so that a bad capability name fails before anything exists.
     CapPlan::from_spec(
         bundle
@@ -155,9 +154,6 @@ pub fn create(opts: &CreateOptions<'_>) -> Result<Created> {
 
     let console = tty::target(terminal, opts.console_socket)?;
     let relayed = matches!(console, Some(ConsoleTarget::Parent));
-    // init creates the cgroup namespace itself, after it has joined its cgroups.
-    let new_cgroupns = plan.create.contains(CloneFlags::CLONE_NEWCGROUP);
-    plan.create.remove(CloneFlags::CLONE_NEWCGROUP);
     let (parent_chan, child_chan) = Channel::pair()?;
     let ctx = InitContext {
         id: id.as_str(),
@@ -172,7 +168,6 @@ pub fn create(opts: &CreateOptions<'_>) -> Result<Created> {
         preserve_fds,
         start,
         seccomp: seccomp.as_ref(),
-        new_cgroupns,
     };
     let own_pid_ns = plan.own_pid_ns;
     let bootstrap_pid = match sys::fork().map_err(|e| OciError::sys("fork", e))? {
@@ -185,6 +180,7 @@ pub fn create(opts: &CreateOptions<'_>) -> Result<Created> {
     drop(child_chan);
     drop(ctx);
     undo.pids.push(bootstrap_pid);
+    cgroup.add_process(bootstrap_pid.as_raw())?;
     parent_chan.send(&Message::Go)?;
 
     let init_pid = loop {
@@ -208,20 +204,6 @@ pub fn create(opts: &CreateOptions<'_>) -> Result<Created> {
         }
     };
     undo.pids.push(init_pid);
-    // Moving a process between cgroups waits for an RCU grace period in the kernel
-    // (5-15 ms here); init sets up its mounts meanwhile and waits for Joined only
-    // before its hooks or pivot_root.
-    let joined = cgroup
-        .add_process(init_pid.as_raw())
-        .map_err(OciError::from)
-        .and_then(|()| parent_chan.send(&Message::Joined));
-    if let Err(e) = joined {
-        // init may have failed (and exited) meanwhile: its own error says more.
-        return Err(match parent_chan.recv() {
-            Ok(Some(Message::Error(child))) => OciError::Child(child),
-            _ => e,
-        });
-    }
     let _ = waitpid(bootstrap_pid, None);
     undo.pids.retain(|p| *p != bootstrap_pid);
     // Init asks for the runtime's create hooks after its mounts (only when the spec

@@ -36,7 +36,7 @@ pub fn run(chan: Channel, plan: NamespacePlan, ctx: InitContext<'_>) -> ! {
 }
 
 fn bootstrap(chan: &Channel, plan: NamespacePlan) -> Result<ForkResult, (&'static str, OciError)> {
-    chan.expect(&Message::Go, "waiting to start")
+    chan.expect(&Message::Go, "waiting to join the cgroup")
         .map_err(|e| ("start", e))?;
     for (t, fd) in &plan.join {
         setns(fd, clone_flag(*t))

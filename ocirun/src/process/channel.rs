@@ -13,11 +13,8 @@ const MAX_MESSAGE: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Message {
-    /// parent -> bootstrap: start setting up.
+    /// parent -> bootstrap: the bootstrap process is in the container's cgroup; go on.
     Go,
-    /// parent -> init: init is in the container's cgroups (written while it was setting
-    /// up its mounts, so that the kernel's wait in the cgroup move overlaps that work).
-    Joined,
     /// bootstrap -> parent: I have unshared the user namespace; write my id maps.
     MapIds,
     /// parent -> bootstrap: the id maps are written.

@@ -44,9 +44,6 @@ pub struct InitContext<'a> {
     pub no_pivot: bool,
     pub preserve_fds: u32,
     pub start: StartSignal,
-    /// Unshare the cgroup namespace, which init does itself once it is in its cgroups
-    /// (the namespace's root is the cgroup of the process that creates it).
-    pub new_cgroupns: bool,
     /// `linux.seccomp`, compiled by `create`.
     pub seccomp: Option<&'a seccomp::Filter>,
     /// Set when process.terminal is: where the pty master goes.
@@ -69,21 +66,6 @@ pub fn run(chan: Channel, ctx: InitContext<'_>) -> ! {
         eprintln!("ocirun: container init: {err}");
     }
     crate::sys::exit_now(127)
-}
-
-/// Waits (once) until the parent has moved init into the container's cgroups, then
-/// creates the cgroup namespace if the spec asks for one.
-fn wait_joined(chan: &Channel, new_cgroupns: bool, joined: &mut bool) -> Result<()> {
-    if *joined {
-        return Ok(());
-    }
-    chan.expect(&Message::Joined, "joining the container's cgroups")?;
-    *joined = true;
-    if new_cgroupns {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-            .map_err(|e| OciError::sys("unshare cgroup namespace", e))?;
-    }
-    Ok(())
 }
 
 fn step<T>(stage: &str, r: Result<T>) -> std::result::Result<T, ChildError> {
@@ -121,18 +103,11 @@ fn setup_and_exec(chan: &Channel, ctx: InitContext<'_>) -> std::result::Result<N
         no_pivot: ctx.no_pivot,
     };
     step("rootfs", rootfs::prepare(&rctx))?;
-    // Hooks expect a container in its cgroups, and the channel must carry nothing else
-    // from init before the parent has answered.
-    let mut joined = false;
-    if hooks::init_runs_hooks_before_pivot(spec) {
-        step("cgroups", wait_joined(chan, ctx.new_cgroupns, &mut joined))?;
-    }
     step(
         "hooks",
         hooks::init_before_pivot(chan, spec, ctx.id, ctx.bundle),
     )?;
     step("rootfs", rootfs::switch_root(&rctx))?;
-    step("cgroups", wait_joined(chan, ctx.new_cgroupns, &mut joined))?;
     if let Some(target) = ctx.console {
         // After the rootfs (the pty comes from the container's devpts), before
         // finish remounts /dev read-only.
