@@ -76,3 +76,33 @@ fn container_joins_another_containers_namespaces_by_path() {
     );
     assert_ne!(a_net, ns_link("self", "net"));
 }
+
+/// With a cgroup namespace the container's own cgroups are its root: /proc/self/cgroup
+/// shows "/" for every hierarchy, and without one it shows the host path (the id).
+#[test]
+fn cgroup_namespace_roots_the_view_at_the_containers_cgroup() {
+    let mut tc = TestContainer::new(&["cat", "/proc/self/cgroup"]);
+    tc.config()["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "type": "cgroup" }));
+    let out = tc.run_foreground(&[]);
+    out.ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(!lines.is_empty(), "{out}");
+    for line in &lines {
+        let path = line.splitn(3, ':').nth(2).unwrap_or_default();
+        assert_eq!(
+            path, "/",
+            "inside a cgroup namespace every path is /: {out}"
+        );
+    }
+
+    let tc = TestContainer::new(&["cat", "/proc/self/cgroup"]);
+    let out = tc.run_foreground(&[]);
+    out.ok();
+    assert!(
+        out.stdout.lines().any(|l| l.ends_with(&tc.id)),
+        "without one the host path shows the container's cgroup: {out}"
+    );
+}
