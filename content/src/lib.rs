@@ -324,10 +324,7 @@ impl Store {
         labels: &Labels,
     ) -> Result<(), ContentError> {
         if self.exists(expected) {
-            if !labels.is_empty() {
-                self.merge_labels(expected, labels)?;
-            }
-            return Ok(());
+            return self.merge_labels(expected, labels);
         }
         let reference = format!("write-blob-{expected}");
         let mut w = self.writer(&reference, data.len() as u64)?;

@@ -213,9 +213,9 @@ impl<'s> Writer<'s> {
         // Labels first: a crash after them but before the rename leaves a label record
         // for a missing blob (garbage collection drops it), never a blob that lost the
         // gc.ref labels keeping its children alive.
-        if !labels.is_empty() {
-            self.store.label_store().set(&digest, labels)?;
-        }
+        // Always set, even when empty: the metadata database records per namespace
+        // that the blob exists there.
+        self.store.label_store().set(&digest, labels)?;
         let data_path = self.dir.join("data");
         fs::set_permissions(&data_path, fs::Permissions::from_mode(0o444))
             .map_err(io_err(ctx.clone()))?;
