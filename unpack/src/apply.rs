@@ -82,7 +82,9 @@ pub fn apply_layer(r: impl Read, dir: &Path, opts: ApplyOptions) -> Result<Appli
         hasher: Sha256::new(),
         count: 0,
     };
-    let root: OwnedFd = File::open(dir).map_err(io_err(dir.display().to_string()))?.into();
+    let root: OwnedFd = File::open(dir)
+        .map_err(io_err(dir.display().to_string()))?
+        .into();
     let mut state = State {
         root: root.as_fd(),
         opts,
@@ -155,7 +157,12 @@ fn entry_err(entry: &Path) -> impl FnOnce(io::Error) -> UnpackError {
 }
 
 impl State<'_> {
-    fn resolve_dir(&self, entry: &Path, dir: &Path, create: Create) -> Result<OwnedFd, UnpackError> {
+    fn resolve_dir(
+        &self,
+        entry: &Path,
+        dir: &Path,
+        create: Create,
+    ) -> Result<OwnedFd, UnpackError> {
         resolve_in_root_with(self.root, dir, create, Symlinks::Confined).map_err(|e| match e {
             rootpath::ResolveError::Escape { via, .. } => UnpackError::Escape {
                 entry: entry.display().to_string(),
@@ -199,8 +206,9 @@ impl State<'_> {
         // Whatever is there already (from a lower entry or layer) is replaced, except
         // that a directory over a directory merges.
         let existing = fstatat(pfd, name_b, AtFlags::AT_SYMLINK_NOFOLLOW).ok();
-        let existing_dir = existing
-            .is_some_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR);
+        let existing_dir = existing.is_some_and(|st| {
+            SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
+        });
         if existing.is_some() && !(kind.is_dir() && existing_dir) {
             remove_at(pfd, &name, existing_dir).map_err(entry_err(&path))?;
         }
@@ -211,7 +219,11 @@ impl State<'_> {
                 let fd = openat(
                     pfd,
                     name_b,
-                    OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    OFlag::O_CREAT
+                        | OFlag::O_EXCL
+                        | OFlag::O_WRONLY
+                        | OFlag::O_NOFOLLOW
+                        | OFlag::O_CLOEXEC,
                     Mode::from_bits_truncate(0o600),
                 )
                 .map_err(sys(&path, "create"))?;
@@ -220,23 +232,22 @@ impl State<'_> {
             }
             T::Directory => {
                 if !existing_dir {
-                    mkdirat(pfd, name_b, Mode::from_bits_truncate(0o700)).map_err(sys(&path, "mkdir"))?;
+                    mkdirat(pfd, name_b, Mode::from_bits_truncate(0o700))
+                        .map_err(sys(&path, "mkdir"))?;
                 }
             }
             T::Symlink => {
-                let target = e
-                    .link_name()
-                    .map_err(entry_err(&path))?
-                    .ok_or_else(|| UnpackError::Invalid(format!("{}: symlink without target", path.display())))?;
+                let target = e.link_name().map_err(entry_err(&path))?.ok_or_else(|| {
+                    UnpackError::Invalid(format!("{}: symlink without target", path.display()))
+                })?;
                 // Stored as is: a symlink is only dangerous when followed, and every
                 // later path through it is resolved confined.
                 symlinkat(target.as_ref(), pfd, name_b).map_err(sys(&path, "symlink"))?;
             }
             T::Link => {
-                let target = e
-                    .link_name()
-                    .map_err(entry_err(&path))?
-                    .ok_or_else(|| UnpackError::Invalid(format!("{}: hardlink without target", path.display())))?;
+                let target = e.link_name().map_err(entry_err(&path))?.ok_or_else(|| {
+                    UnpackError::Invalid(format!("{}: hardlink without target", path.display()))
+                })?;
                 let target = clean(&target).map_err(|err| match err {
                     UnpackError::Escape { reason, .. } => UnpackError::Escape {
                         entry: path.display().to_string(),
@@ -263,7 +274,11 @@ impl State<'_> {
                 }
                 let major = h.device_major().map_err(entry_err(&path))?.unwrap_or(0);
                 let minor = h.device_minor().map_err(entry_err(&path))?.unwrap_or(0);
-                let k = if kind == T::Char { SFlag::S_IFCHR } else { SFlag::S_IFBLK };
+                let k = if kind == T::Char {
+                    SFlag::S_IFCHR
+                } else {
+                    SFlag::S_IFBLK
+                };
                 mknodat(pfd, name_b, k, mode, makedev(major.into(), minor.into()))
                     .map_err(sys(&path, "mknod"))?;
             }
@@ -278,12 +293,19 @@ impl State<'_> {
             }
         }
 
-        fchownat(pfd, name_b, Some(uid), Some(gid), AtFlags::AT_SYMLINK_NOFOLLOW)
-            .map_err(sys(&path, "chown"))?;
+        fchownat(
+            pfd,
+            name_b,
+            Some(uid),
+            Some(gid),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(sys(&path, "chown"))?;
         if kind != T::Symlink {
             // After chown, which clears set-id bits. The name was just created by us
             // as a non-symlink, so following it cannot leave the directory.
-            fchmodat(pfd, name_b, mode, FchmodatFlags::FollowSymlink).map_err(sys(&path, "chmod"))?;
+            fchmodat(pfd, name_b, mode, FchmodatFlags::FollowSymlink)
+                .map_err(sys(&path, "chmod"))?;
         }
         if let Some(exts) = e.pax_extensions().map_err(entry_err(&path))? {
             let at = fd_path(&pfd).join(&name);
@@ -291,11 +313,16 @@ impl State<'_> {
                 let ext = ext.map_err(entry_err(&path))?;
                 let Ok(key) = ext.key() else { continue };
                 if let Some(xattr) = key.strip_prefix("SCHILY.xattr.") {
-                    rustix::fs::lsetxattr(&at, xattr, ext.value_bytes(), rustix::fs::XattrFlags::empty())
-                        .map_err(|err| UnpackError::Io {
-                            context: format!("{} xattr {xattr}", path.display()),
-                            source: err.into(),
-                        })?;
+                    rustix::fs::lsetxattr(
+                        &at,
+                        xattr,
+                        ext.value_bytes(),
+                        rustix::fs::XattrFlags::empty(),
+                    )
+                    .map_err(|err| UnpackError::Io {
+                        context: format!("{} xattr {xattr}", path.display()),
+                        source: err.into(),
+                    })?;
                 }
             }
         }
@@ -310,7 +337,8 @@ impl State<'_> {
     }
 
     fn whiteout(&mut self, path: &Path, parent: &Path, hidden: &OsStr) -> Result<(), UnpackError> {
-        if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.as_bytes().contains(&b'/') {
+        if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.as_bytes().contains(&b'/')
+        {
             return Err(UnpackError::Escape {
                 entry: path.display().to_string(),
                 reason: "malformed whiteout".into(),
@@ -324,8 +352,14 @@ impl State<'_> {
         }
         if self.opts.whiteouts == Whiteouts::Overlay {
             // overlayfs's whiteout: a 0/0 character device hides the lower entry.
-            mknodat(pfd.as_fd(), hidden.as_bytes(), SFlag::S_IFCHR, Mode::empty(), makedev(0, 0))
-                .map_err(sys(path, "whiteout"))?;
+            mknodat(
+                pfd.as_fd(),
+                hidden.as_bytes(),
+                SFlag::S_IFCHR,
+                Mode::empty(),
+                makedev(0, 0),
+            )
+            .map_err(sys(path, "whiteout"))?;
         }
         Ok(())
     }
@@ -334,11 +368,16 @@ impl State<'_> {
         let dfd = self.resolve_dir(path, dir, Create::Dir)?;
         match self.opts.whiteouts {
             Whiteouts::Overlay => {
-                rustix::fs::setxattr(fd_path(&dfd), "trusted.overlay.opaque", b"y", rustix::fs::XattrFlags::empty())
-                    .map_err(|e| UnpackError::Io {
-                        context: format!("{} opaque xattr", path.display()),
-                        source: e.into(),
-                    })?;
+                rustix::fs::setxattr(
+                    fd_path(&dfd),
+                    "trusted.overlay.opaque",
+                    b"y",
+                    rustix::fs::XattrFlags::empty(),
+                )
+                .map_err(|e| UnpackError::Io {
+                    context: format!("{} opaque xattr", path.display()),
+                    source: e.into(),
+                })?;
             }
             Whiteouts::Delete => {
                 let listing = fs::read_dir(fd_path(&dfd)).map_err(entry_err(path))?;
@@ -360,10 +399,18 @@ impl State<'_> {
 
     fn finish_dirs(&mut self) -> Result<(), UnpackError> {
         for (path, mtime) in std::mem::take(&mut self.dirs).into_iter().rev() {
-            let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else { continue };
+            let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+                continue;
+            };
             let pfd = self.resolve_dir(&path, parent, Create::Nothing)?;
-            utimensat(pfd.as_fd(), name.as_bytes(), &mtime, &mtime, UtimensatFlags::NoFollowSymlink)
-                .map_err(sys(&path, "utimes"))?;
+            utimensat(
+                pfd.as_fd(),
+                name.as_bytes(),
+                &mtime,
+                &mtime,
+                UtimensatFlags::NoFollowSymlink,
+            )
+            .map_err(sys(&path, "utimes"))?;
         }
         Ok(())
     }

@@ -27,6 +27,9 @@ pub fn decompress<'a>(r: impl Read + 'a) -> io::Result<(Compression, Box<dyn Rea
     Ok(match kind {
         Compression::None => (kind, Box::new(br)),
         Compression::Gzip => (kind, Box::new(flate2::bufread::MultiGzDecoder::new(br))),
-        Compression::Zstd => (kind, Box::new(zstd::stream::read::Decoder::with_buffer(br)?)),
+        Compression::Zstd => (
+            kind,
+            Box::new(zstd::stream::read::Decoder::with_buffer(br)?),
+        ),
     })
 }

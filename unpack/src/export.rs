@@ -8,7 +8,11 @@ use metadata::Db;
 use crate::oci::{self, Descriptor, Index, Manifest};
 use crate::{UnpackError, io_err};
 
-fn collect(store: &Store, desc: &Descriptor, out: &mut BTreeSet<Digest>) -> Result<(), UnpackError> {
+fn collect(
+    store: &Store,
+    desc: &Descriptor,
+    out: &mut BTreeSet<Digest>,
+) -> Result<(), UnpackError> {
     let d = Digest::parse(&desc.digest)?;
     if !out.insert(d.clone()) {
         return Ok(());
@@ -30,13 +34,19 @@ fn collect(store: &Store, desc: &Descriptor, out: &mut BTreeSet<Digest>) -> Resu
     Ok(())
 }
 
-fn append(t: &mut tar::Builder<impl Write>, path: &str, size: u64, data: impl std::io::Read) -> Result<(), UnpackError> {
+fn append(
+    t: &mut tar::Builder<impl Write>,
+    path: &str,
+    size: u64,
+    data: impl std::io::Read,
+) -> Result<(), UnpackError> {
     let mut h = tar::Header::new_ustar();
     h.set_size(size);
     h.set_mode(0o444);
     h.set_entry_type(tar::EntryType::Regular);
     h.set_mtime(0);
-    t.append_data(&mut h, path, data).map_err(io_err(path.to_string()))
+    t.append_data(&mut h, path, data)
+        .map_err(io_err(path.to_string()))
 }
 
 /// Writes the images `names` of namespace `ns` as an OCI image layout (the form `ctr
@@ -73,7 +83,12 @@ pub fn export_oci(
     for d in &blobs {
         let r = store.reader(d)?;
         let size = r.size();
-        append(&mut t, &format!("blobs/sha256/{}", d.hex()), size, r.into_file())?;
+        append(
+            &mut t,
+            &format!("blobs/sha256/{}", d.hex()),
+            size,
+            r.into_file(),
+        )?;
     }
     let index = Index {
         schema_version: 2,
@@ -82,6 +97,9 @@ pub fn export_oci(
     };
     let bytes = serde_json::to_vec(&index).map_err(|e| UnpackError::Invalid(e.to_string()))?;
     append(&mut t, "index.json", bytes.len() as u64, bytes.as_slice())?;
-    t.into_inner().map_err(io_err("finish export tar"))?.flush().map_err(io_err("flush export"))?;
+    t.into_inner()
+        .map_err(io_err("finish export tar"))?
+        .flush()
+        .map_err(io_err("flush export"))?;
     Ok(())
 }

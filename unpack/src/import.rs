@@ -208,7 +208,12 @@ fn import_oci(
     Ok(out)
 }
 
-fn put_image(db: &Db, ns: &str, name: &str, target: &Descriptor) -> Result<ImportedImage, UnpackError> {
+fn put_image(
+    db: &Db,
+    ns: &str,
+    name: &str,
+    target: &Descriptor,
+) -> Result<ImportedImage, UnpackError> {
     let img = db.put_image(
         ns,
         Image {
@@ -230,7 +235,11 @@ fn put_image(db: &Db, ns: &str, name: &str, target: &Descriptor) -> Result<Impor
 /// `SetChildrenLabels` does (`containerd.io/gc.ref.content.m.<i>` for an index's
 /// manifests, `.config` and `.l.<i>` for a manifest's), so garbage collection keeps
 /// the whole tree while the image exists. Records every digest met in `seen`.
-pub fn label_tree(store: &Store, desc: &Descriptor, seen: &mut BTreeSet<Digest>) -> Result<(), UnpackError> {
+pub fn label_tree(
+    store: &Store,
+    desc: &Descriptor,
+    seen: &mut BTreeSet<Digest>,
+) -> Result<(), UnpackError> {
     let d = Digest::parse(&desc.digest)?;
     seen.insert(d.clone());
     let mut labels = Labels::new();
@@ -238,16 +247,25 @@ pub fn label_tree(store: &Store, desc: &Descriptor, seen: &mut BTreeSet<Digest>)
         let index: Index = serde_json::from_slice(&store.read_all(&d)?)
             .map_err(|e| UnpackError::Invalid(format!("index {d}: {e}")))?;
         for (i, m) in index.manifests.iter().enumerate() {
-            labels.insert(format!("containerd.io/gc.ref.content.m.{i}"), m.digest.clone());
+            labels.insert(
+                format!("containerd.io/gc.ref.content.m.{i}"),
+                m.digest.clone(),
+            );
             label_tree(store, m, seen)?;
         }
     } else if oci::is_manifest(&desc.media_type) {
         let m: Manifest = serde_json::from_slice(&store.read_all(&d)?)
             .map_err(|e| UnpackError::Invalid(format!("manifest {d}: {e}")))?;
-        labels.insert("containerd.io/gc.ref.content.config".into(), m.config.digest.clone());
+        labels.insert(
+            "containerd.io/gc.ref.content.config".into(),
+            m.config.digest.clone(),
+        );
         seen.insert(Digest::parse(&m.config.digest)?);
         for (i, l) in m.layers.iter().enumerate() {
-            labels.insert(format!("containerd.io/gc.ref.content.l.{i}"), l.digest.clone());
+            labels.insert(
+                format!("containerd.io/gc.ref.content.l.{i}"),
+                l.digest.clone(),
+            );
             seen.insert(Digest::parse(&l.digest)?);
         }
     } else {

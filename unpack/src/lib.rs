@@ -17,14 +17,11 @@ pub mod unpacker;
 
 use common::{ErrorKind, HasKind};
 
-pub use apply::{ApplyOptions, Applied, apply_layer};
+pub use apply::{Applied, ApplyOptions, apply_layer};
 pub use compression::{Compression, decompress};
 pub use export::export_oci;
 pub use import::{ImportedImage, import_archive, label_tree};
 pub use unpacker::{chain_ids, resolve_manifest, unpack_image};
-
-
-
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {

@@ -130,8 +130,8 @@ pub fn normalize_name(name: &str) -> String {
         }
     };
     let first = repo.split('/').next().unwrap_or(repo);
-    let has_domain = repo.contains('/')
-        && (first.contains('.') || first.contains(':') || first == "localhost");
+    let has_domain =
+        repo.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
     let full = if has_domain {
         repo.to_string()
     } else if repo.contains('/') {
@@ -148,10 +148,19 @@ mod tests {
 
     #[test]
     fn names_normalise_like_docker() {
-        assert_eq!(normalize_name("busybox"), "docker.io/library/busybox:latest");
-        assert_eq!(normalize_name("busybox:1.36"), "docker.io/library/busybox:1.36");
+        assert_eq!(
+            normalize_name("busybox"),
+            "docker.io/library/busybox:latest"
+        );
+        assert_eq!(
+            normalize_name("busybox:1.36"),
+            "docker.io/library/busybox:1.36"
+        );
         assert_eq!(normalize_name("me/app:v1"), "docker.io/me/app:v1");
-        assert_eq!(normalize_name("127.0.0.1:5000/busybox"), "127.0.0.1:5000/busybox:latest");
+        assert_eq!(
+            normalize_name("127.0.0.1:5000/busybox"),
+            "127.0.0.1:5000/busybox:latest"
+        );
         assert_eq!(normalize_name("localhost/x:y"), "localhost/x:y");
     }
 }

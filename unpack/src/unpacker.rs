@@ -5,9 +5,9 @@ use content::{Digest, Labels, Store};
 use metadata::Db;
 use snapshots::Snapshotter;
 
+use crate::UnpackError;
 use crate::apply::{ApplyOptions, apply_layer};
 use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest};
-use crate::UnpackError;
 
 const SNAPSHOT_REF: &str = "containerd.io/snapshot.ref";
 const UNCOMPRESSED: &str = "containerd.io/uncompressed";
@@ -35,9 +35,13 @@ fn host_platform() -> (&'static str, &'static str) {
     ("linux", arch)
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(store: &Store, digest: &str) -> Result<T, UnpackError> {
+fn read_json<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    digest: &str,
+) -> Result<T, UnpackError> {
     let d = Digest::parse(digest)?;
-    serde_json::from_slice(&store.read_all(&d)?).map_err(|e| UnpackError::Invalid(format!("{d}: {e}")))
+    serde_json::from_slice(&store.read_all(&d)?)
+        .map_err(|e| UnpackError::Invalid(format!("{d}: {e}")))
 }
 
 /// The image's manifest for this host, descending through an index if need be.
@@ -56,9 +60,15 @@ pub fn resolve_manifest(store: &Store, target: &Descriptor) -> Result<Manifest, 
     let pick = index
         .manifests
         .iter()
-        .find(|m| m.platform.as_ref().is_some_and(|p| p.os == os && p.architecture == arch))
+        .find(|m| {
+            m.platform
+                .as_ref()
+                .is_some_and(|p| p.os == os && p.architecture == arch)
+        })
         .or_else(|| index.manifests.iter().find(|m| m.platform.is_none()))
-        .ok_or_else(|| UnpackError::NotFound(format!("a {os}/{arch} manifest in {}", target.digest)))?;
+        .ok_or_else(|| {
+            UnpackError::NotFound(format!("a {os}/{arch} manifest in {}", target.digest))
+        })?;
     resolve_manifest(store, pick)
 }
 
@@ -87,7 +97,15 @@ pub fn unpack_image(
     for (i, layer) in manifest.layers.iter().enumerate() {
         let chain_id = &chain[i];
         if sn.stat(ns, chain_id).is_err() {
-            apply_one(store, sn, ns, layer, &config.rootfs.diff_ids[i], chain_id, parent.as_deref())?;
+            apply_one(
+                store,
+                sn,
+                ns,
+                layer,
+                &config.rootfs.diff_ids[i],
+                chain_id,
+                parent.as_deref(),
+            )?;
         }
         parent = Some(chain_id.clone());
     }
@@ -95,7 +113,10 @@ pub fn unpack_image(
     if !top.is_empty() {
         // What keeps the unpacked snapshots alive for garbage collection.
         let mut l = Labels::new();
-        l.insert(format!("containerd.io/gc.ref.snapshot.{}", sn.name()), top.clone());
+        l.insert(
+            format!("containerd.io/gc.ref.snapshot.{}", sn.name()),
+            top.clone(),
+        );
         store.merge_labels(&Digest::parse(&manifest.config.digest)?, &l)?;
     }
     Ok(top)

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 
 use std::fs;
@@ -26,7 +27,11 @@ fn assert_nothing_outside(t: &tempfile::TempDir) {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(names, vec!["root"], "something was written outside the root");
+    assert_eq!(
+        names,
+        vec!["root"],
+        "something was written outside the root"
+    );
 }
 
 fn refused(layer: Vec<u8>, expect: &str) {
@@ -39,13 +44,28 @@ fn refused(layer: Vec<u8>, expect: &str) {
 
 #[test]
 fn dotdot_entry_is_refused() {
-    refused(Layer::new().raw(EntryType::Regular, "../x", "", b"evil").build(), "'..' component");
-    refused(Layer::new().raw(EntryType::Regular, "a/../../x", "", b"evil").build(), "'..'");
+    refused(
+        Layer::new()
+            .raw(EntryType::Regular, "../x", "", b"evil")
+            .build(),
+        "'..' component",
+    );
+    refused(
+        Layer::new()
+            .raw(EntryType::Regular, "a/../../x", "", b"evil")
+            .build(),
+        "'..'",
+    );
 }
 
 #[test]
 fn absolute_entry_is_refused() {
-    refused(Layer::new().raw(EntryType::Regular, "/etc/passwd", "", b"evil").build(), "absolute path");
+    refused(
+        Layer::new()
+            .raw(EntryType::Regular, "/etc/passwd", "", b"evil")
+            .build(),
+        "absolute path",
+    );
 }
 
 #[test]
@@ -58,13 +78,29 @@ fn writing_through_a_symlink_to_the_host_root_is_refused() {
     refused(layer, "symlink /a -> /");
     assert!(!Path::new("/tmp").join(&unique).exists());
     // A relative symlink climbing out is refused the same way.
-    refused(Layer::new().symlink("b", "../..").raw(EntryType::Regular, "b/x", "", b"e").build(), "symlink /b");
+    refused(
+        Layer::new()
+            .symlink("b", "../..")
+            .raw(EntryType::Regular, "b/x", "", b"e")
+            .build(),
+        "symlink /b",
+    );
 }
 
 #[test]
 fn hardlink_outside_is_refused() {
-    refused(Layer::new().raw(EntryType::Link, "x", "../../x", b"").build(), "hardlink target");
-    refused(Layer::new().raw(EntryType::Link, "x", "/etc/passwd", b"").build(), "hardlink target");
+    refused(
+        Layer::new()
+            .raw(EntryType::Link, "x", "../../x", b"")
+            .build(),
+        "hardlink target",
+    );
+    refused(
+        Layer::new()
+            .raw(EntryType::Link, "x", "/etc/passwd", b"")
+            .build(),
+        "hardlink target",
+    );
 }
 
 #[test]
@@ -79,7 +115,10 @@ fn symlinks_inside_are_followed_and_stored_verbatim() {
         .build();
     apply(&layer, &root).unwrap();
     assert_eq!(fs::read(root.join("usr/lib/x")).unwrap(), b"via link");
-    assert_eq!(fs::read_link(root.join("abs")).unwrap(), Path::new("/etc/passwd"));
+    assert_eq!(
+        fs::read_link(root.join("abs")).unwrap(),
+        Path::new("/etc/passwd")
+    );
     assert_nothing_outside(&t);
 }
 
@@ -99,7 +138,10 @@ fn devices_are_refused_unless_allowed() {
         allow_devices: true,
     };
     apply_layer(&layer[..], &root, opts).unwrap();
-    assert_eq!(fs::metadata(root.join("null")).unwrap().rdev(), nix::sys::stat::makedev(1, 3));
+    assert_eq!(
+        fs::metadata(root.join("null")).unwrap().rdev(),
+        nix::sys::stat::makedev(1, 3)
+    );
 }
 
 #[test]
@@ -166,7 +208,12 @@ fn whiteouts_and_opaque_dirs_delete_on_a_plain_directory() {
 #[test]
 fn overlay_mode_writes_whiteout_devices_and_opaque_xattrs() {
     let (_t, root) = sandbox();
-    let layer = Layer::new().dir("etc").whiteout("etc", "a").dir("opq").opaque("opq").build();
+    let layer = Layer::new()
+        .dir("etc")
+        .whiteout("etc", "a")
+        .dir("opq")
+        .opaque("opq")
+        .build();
     apply_layer(&layer[..], &root, ApplyOptions::new(Whiteouts::Overlay)).unwrap();
     let md = fs::symlink_metadata(root.join("etc/a")).unwrap();
     use std::os::unix::fs::FileTypeExt;

@@ -1,4 +1,5 @@
 //! Import, unpack, mount, collect and export. Needs root (overlay mounts, chroot).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 
 use std::fs;
@@ -30,13 +31,18 @@ fn env(driver: Driver) -> Env {
 
 /// Prepares a container snapshot on the image, mounts it and checks the merged tree.
 fn check_rootfs(e: &Env, top: &str) {
-    let mounts = e.sn.prepare(NS, "ctr-rootfs", Some(top), Default::default()).unwrap();
+    let mounts =
+        e.sn.prepare(NS, "ctr-rootfs", Some(top), Default::default())
+            .unwrap();
     let target = e.t.path().join("rootfs");
     fs::create_dir(&target).unwrap();
     let m = MountGuard::new(&mounts, &target).unwrap();
     let root = m.path();
     assert!(root.join("bin/sh").exists(), "bin/sh missing");
-    assert_eq!(fs::read_link(root.join("bin/sh")).unwrap(), Path::new("busybox"));
+    assert_eq!(
+        fs::read_link(root.join("bin/sh")).unwrap(),
+        Path::new("busybox")
+    );
     assert_eq!(fs::read(root.join("hello")).unwrap(), b"from zstd layer\n");
     assert_eq!(fs::read(root.join("etc/hostname")).unwrap(), b"layer2\n");
     assert!(root.join("etc/passwd").exists());
@@ -64,16 +70,35 @@ fn import_and_check(driver: Driver, tar: &[u8], name: &str) -> Env {
     // Labelled as containerd labels them.
     let info = e.sn.stat(NS, &top).unwrap();
     assert_eq!(info.labels["containerd.io/snapshot.ref"], top);
-    let l0 = e.store.info(&Digest::parse(&sha(&layers[1].0)).unwrap()).unwrap();
+    let l0 = e
+        .store
+        .info(&Digest::parse(&sha(&layers[1].0)).unwrap())
+        .unwrap();
     assert_eq!(l0.labels["containerd.io/uncompressed"], diff_ids[1]);
     let target = Digest::parse(&images[0].target.digest).unwrap();
     let m = e.store.info(&target).unwrap();
-    assert!(m.labels.contains_key("containerd.io/gc.ref.content.config"), "{:?}", m.labels);
-    assert_eq!(m.labels["containerd.io/gc.ref.content.l.2"], sha(&layers[2].0));
-    let cfg = e.store.info(&Digest::parse(&m.labels["containerd.io/gc.ref.content.config"]).unwrap()).unwrap();
-    assert_eq!(cfg.labels[&format!("containerd.io/gc.ref.snapshot.{}", e.sn.name())], top);
+    assert!(
+        m.labels.contains_key("containerd.io/gc.ref.content.config"),
+        "{:?}",
+        m.labels
+    );
+    assert_eq!(
+        m.labels["containerd.io/gc.ref.content.l.2"],
+        sha(&layers[2].0)
+    );
+    let cfg = e
+        .store
+        .info(&Digest::parse(&m.labels["containerd.io/gc.ref.content.config"]).unwrap())
+        .unwrap();
+    assert_eq!(
+        cfg.labels[&format!("containerd.io/gc.ref.snapshot.{}", e.sn.name())],
+        top
+    );
     // Unpacking again finds every layer in place.
-    assert_eq!(unpack::unpack_image(&e.db, &e.store, &e.sn, NS, name).unwrap(), top);
+    assert_eq!(
+        unpack::unpack_image(&e.db, &e.store, &e.sn, NS, name).unwrap(),
+        top
+    );
     assert_eq!(e.sn.list(NS).unwrap().len(), 3);
     check_rootfs(&e, &top);
     e
@@ -102,15 +127,24 @@ fn docker_archive_on_the_native_snapshotter() {
 #[test]
 fn gc_keeps_an_imported_image_and_frees_it_once_deleted() {
     let name = "docker.io/library/busybox:latest";
-    let e = import_and_check(Driver::Overlay, &docker_archive("busybox", &busybox_layers()), name);
+    let e = import_and_check(
+        Driver::Overlay,
+        &docker_archive("busybox", &busybox_layers()),
+        name,
+    );
     // A stray blob nobody references goes; the image, its snapshots and the container's
     // active snapshot (held by a container record) stay.
-    e.store.write_blob(&Digest::of(b"stray"), b"stray", &Default::default()).unwrap();
+    e.store
+        .write_blob(&Digest::of(b"stray"), b"stray", &Default::default())
+        .unwrap();
     let c = metadata::Container {
         id: "c1".into(),
         labels: Default::default(),
         image: name.into(),
-        runtime: metadata::Runtime { name: "io.containerd.runc.v2".into(), options: None },
+        runtime: metadata::Runtime {
+            name: "io.containerd.runc.v2".into(),
+            options: None,
+        },
         spec: None,
         snapshotter: e.sn.name().into(),
         snapshot_key: "ctr-rootfs".into(),
@@ -132,13 +166,22 @@ fn gc_keeps_an_imported_image_and_frees_it_once_deleted() {
     assert_eq!(r.snapshots.len(), 4);
     assert!(e.store.list().unwrap().is_empty());
     assert_eq!(e.sn.cleanup().unwrap(), 4);
-    assert_eq!(fs::read_dir(e.t.path().join("snapshotter/snapshots")).unwrap().count(), 0);
+    assert_eq!(
+        fs::read_dir(e.t.path().join("snapshotter/snapshots"))
+            .unwrap()
+            .count(),
+        0
+    );
 }
 
 #[test]
 fn export_then_import_elsewhere_gives_the_same_image() {
     let name = "docker.io/library/busybox:latest";
-    let e = import_and_check(Driver::Overlay, &docker_archive("busybox", &busybox_layers()), name);
+    let e = import_and_check(
+        Driver::Overlay,
+        &docker_archive("busybox", &busybox_layers()),
+        name,
+    );
     let mut out = Vec::new();
     unpack::export_oci(&e.store, &e.db, NS, &[name.to_string()], &mut out).unwrap();
     let original = e.db.get_image(NS, name).unwrap().target;
@@ -160,8 +203,12 @@ fn a_layer_whose_diff_id_lies_is_refused_and_leaves_no_snapshot() {
     let e = env(Driver::Overlay);
     let tar = docker_archive("liar", &layers);
     unpack::import_archive(&tar[..], &e.store, &e.db, NS).unwrap();
-    let err = unpack::unpack_image(&e.db, &e.store, &e.sn, NS, "docker.io/library/liar:latest").unwrap_err();
-    assert!(matches!(err, unpack::UnpackError::DiffIdMismatch { .. }), "{err}");
+    let err = unpack::unpack_image(&e.db, &e.store, &e.sn, NS, "docker.io/library/liar:latest")
+        .unwrap_err();
+    assert!(
+        matches!(err, unpack::UnpackError::DiffIdMismatch { .. }),
+        "{err}"
+    );
     // The two good layers stay committed; the bad one's extraction is gone.
     assert_eq!(e.sn.list(NS).unwrap().len(), 2);
 }

@@ -1,7 +1,7 @@
 //! Test images built in memory with the `tar` crate. Stand-in for `testkit::image`
 //! (being written in parallel): only `busybox_layers`, `docker_archive` and
 //! `oci_layout` are used by the tests, so swapping them is local.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write;
 
@@ -69,7 +69,11 @@ impl Layer {
     }
 
     pub fn whiteout(self, dir: &str, name: &str) -> Self {
-        let path = if dir.is_empty() { format!(".wh.{name}") } else { format!("{dir}/.wh.{name}") };
+        let path = if dir.is_empty() {
+            format!(".wh.{name}")
+        } else {
+            format!("{dir}/.wh.{name}")
+        };
         self.file(&path, b"")
     }
 
@@ -126,7 +130,8 @@ pub fn zstd(data: &[u8]) -> Vec<u8> {
 /// Three layers: plain (busybox, /bin/sh, /etc), gzip (adds, deletes etc/group,
 /// makes /opq opaque), zstd (adds /hello). Returns (blob, uncompressed) pairs.
 pub fn busybox_layers() -> Vec<(Vec<u8>, Vec<u8>)> {
-    let busybox = std::fs::read("/bin/busybox").expect("busybox-static is installed (Makefile deps)");
+    let busybox =
+        std::fs::read("/bin/busybox").expect("busybox-static is installed (Makefile deps)");
     let l1 = Layer::new()
         .dir("bin")
         .file_mode("bin/busybox", &busybox, 0o755, 0, 0)
@@ -182,7 +187,11 @@ pub fn docker_archive(tag: &str, layers: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
     }
     add(&mut t, &cfg_name, &cfg);
     let manifest = serde_json::json!([{"Config": cfg_name, "RepoTags": [tag], "Layers": names}]);
-    add(&mut t, "manifest.json", &serde_json::to_vec(&manifest).unwrap());
+    add(
+        &mut t,
+        "manifest.json",
+        &serde_json::to_vec(&manifest).unwrap(),
+    );
     t.into_inner().unwrap()
 }
 
