@@ -68,7 +68,12 @@ mod tests {
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
         assert_eq!(Digest::parse(d.as_str()).unwrap(), d);
-        for bad in ["sha256:abc", "md5:00", "sha256:../../etc/passwd", &d.as_str().to_uppercase()] {
+        for bad in [
+            "sha256:abc",
+            "md5:00",
+            "sha256:../../etc/passwd",
+            &d.as_str().to_uppercase(),
+        ] {
             assert!(Digest::parse(bad).is_err(), "{bad}");
         }
     }

@@ -85,16 +85,25 @@ pub struct MemoryLabels(Mutex<BTreeMap<Digest, Labels>>);
 
 impl LabelStore for MemoryLabels {
     fn get(&self, digest: &Digest) -> Result<Labels, ContentError> {
-        let map = self.0.lock().map_err(|_| ContentError::Labels("poisoned".into()))?;
+        let map = self
+            .0
+            .lock()
+            .map_err(|_| ContentError::Labels("poisoned".into()))?;
         Ok(map.get(digest).cloned().unwrap_or_default())
     }
     fn set(&self, digest: &Digest, labels: &Labels) -> Result<(), ContentError> {
-        let mut map = self.0.lock().map_err(|_| ContentError::Labels("poisoned".into()))?;
+        let mut map = self
+            .0
+            .lock()
+            .map_err(|_| ContentError::Labels("poisoned".into()))?;
         map.insert(digest.clone(), labels.clone());
         Ok(())
     }
     fn remove(&self, digest: &Digest) -> Result<(), ContentError> {
-        let mut map = self.0.lock().map_err(|_| ContentError::Labels("poisoned".into()))?;
+        let mut map = self
+            .0
+            .lock()
+            .map_err(|_| ContentError::Labels("poisoned".into()))?;
         map.remove(digest);
         Ok(())
     }
@@ -275,13 +284,12 @@ impl Store {
     }
 
     pub fn status(&self, reference: &str) -> Result<Status, ContentError> {
-        writer::read_status(&self.ingest_dir(reference))
-            .map_err(|e| match e {
-                ContentError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
-                    ContentError::NotFound(format!("ingest {reference}"))
-                }
-                e => e,
-            })
+        writer::read_status(&self.ingest_dir(reference)).map_err(|e| match e {
+            ContentError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                ContentError::NotFound(format!("ingest {reference}"))
+            }
+            e => e,
+        })
     }
 
     pub fn list_statuses(&self) -> Result<Vec<Status>, ContentError> {

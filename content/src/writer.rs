@@ -34,7 +34,10 @@ impl std::fmt::Debug for Writer<'_> {
 
 pub(crate) fn lock_ingest(dir: &Path, reference: &str) -> Result<Flock<File>, ContentError> {
     let f = File::open(dir).map_err(io_err(dir.display().to_string()))?;
-    let ino = f.metadata().map_err(io_err(dir.display().to_string()))?.ino();
+    let ino = f
+        .metadata()
+        .map_err(io_err(dir.display().to_string()))?
+        .ino();
     let lock = Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
         if errno == nix::errno::Errno::EWOULDBLOCK {
             ContentError::Locked(reference.to_string())
@@ -51,7 +54,11 @@ pub(crate) fn lock_ingest(dir: &Path, reference: &str) -> Result<Flock<File>, Co
 }
 
 impl<'s> Writer<'s> {
-    pub(crate) fn open(store: &'s Store, reference: &str, total: u64) -> Result<Self, ContentError> {
+    pub(crate) fn open(
+        store: &'s Store,
+        reference: &str,
+        total: u64,
+    ) -> Result<Self, ContentError> {
         if reference.is_empty() {
             return Err(ContentError::InvalidArgument("empty ingest ref".into()));
         }
@@ -74,8 +81,14 @@ impl<'s> Writer<'s> {
                 )));
             }
         } else {
-            write_file(&dir.join("startedat"), common::rfc3339_nanos(now).as_bytes())?;
-            write_file(&dir.join("updatedat"), common::rfc3339_nanos(now).as_bytes())?;
+            write_file(
+                &dir.join("startedat"),
+                common::rfc3339_nanos(now).as_bytes(),
+            )?;
+            write_file(
+                &dir.join("updatedat"),
+                common::rfc3339_nanos(now).as_bytes(),
+            )?;
             // Written last: its presence marks a fully initialised ingest.
             write_file(&ref_path, reference.as_bytes())?;
         }

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use std::collections::BTreeMap;
 use std::fs;
 
@@ -23,7 +24,9 @@ fn write_commit_read_and_layout() {
     w.write(&data[5..]).unwrap();
     let mut labels = BTreeMap::new();
     labels.insert("a".to_string(), "b".to_string());
-    let d = w.commit(data.len() as u64, Some(&Digest::of(data)), &labels).unwrap();
+    let d = w
+        .commit(data.len() as u64, Some(&Digest::of(data)), &labels)
+        .unwrap();
     assert_eq!(d, Digest::of(data));
     assert!(!ingest.exists());
     let blob = t.path().join("blobs/sha256").join(d.hex());
@@ -47,7 +50,10 @@ fn reopening_a_ref_resumes_at_its_offset() {
         w.write(&data[..40_000]).unwrap();
     }
     let st = s.status("resume").unwrap();
-    assert_eq!((st.offset, st.total, st.reference.as_str()), (40_000, 100_000, "resume"));
+    assert_eq!(
+        (st.offset, st.total, st.reference.as_str()),
+        (40_000, 100_000, "resume")
+    );
     assert_eq!(s.list_statuses().unwrap().len(), 1);
     let mut w = s.writer("resume", 0).unwrap();
     assert_eq!(w.offset(), 40_000);
@@ -56,7 +62,9 @@ fn reopening_a_ref_resumes_at_its_offset() {
     let err = w.write_at(60_000, b"x").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     w.write_at(50_000, &data[50_000..]).unwrap();
-    let d = w.commit(0, Some(&Digest::of(&data)), &BTreeMap::new()).unwrap();
+    let d = w
+        .commit(0, Some(&Digest::of(&data)), &BTreeMap::new())
+        .unwrap();
     assert_eq!(s.read_all(&d).unwrap(), data);
     assert!(s.list_statuses().unwrap().is_empty());
 }
@@ -71,8 +79,13 @@ fn commit_verifies_size_and_digest() {
     let mut w = s.writer("bad", 0).unwrap();
     assert_eq!(w.offset(), 3);
     w.write(b"d").unwrap();
-    let err = w.commit(4, Some(&Digest::of(b"abce")), &BTreeMap::new()).unwrap_err();
-    assert!(err.to_string().contains("unexpected commit digest"), "{err}");
+    let err = w
+        .commit(4, Some(&Digest::of(b"abce")), &BTreeMap::new())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("unexpected commit digest"),
+        "{err}"
+    );
     assert!(s.list().unwrap().is_empty());
 }
 

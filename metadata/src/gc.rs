@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{
-    CONTAINERS, CONTENT, ContentRecord, Container, Db, IMAGES, Image, LEASES, Labels, Lease,
+    CONTAINERS, CONTENT, Container, ContentRecord, Db, IMAGES, Image, LEASES, Labels, Lease,
     MetaError, Result, SNAPSHOTS, Snapshot, tscan,
 };
 
@@ -39,8 +39,15 @@ pub struct GcReport {
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Node {
-    Content { ns: String, digest: String },
-    Snapshot { snapshotter: String, ns: String, key: String },
+    Content {
+        ns: String,
+        digest: String,
+    },
+    Snapshot {
+        snapshotter: String,
+        ns: String,
+        key: String,
+    },
 }
 
 fn label_edges(ns: &str, labels: &Labels, out: &mut Vec<Node>) {
@@ -81,7 +88,9 @@ impl Db {
             let mut content_labels: BTreeMap<(String, String), &Labels> = BTreeMap::new();
             let mut roots = Vec::new();
             for (k, rec) in &content {
-                let Some((ns, digest)) = split2(k) else { continue };
+                let Some((ns, digest)) = split2(k) else {
+                    continue;
+                };
                 content_labels.insert((ns.to_string(), digest.to_string()), &rec.labels);
                 if rec.labels.contains_key(GC_ROOT) {
                     roots.push(Node::Content {
@@ -178,7 +187,9 @@ impl Db {
 
             let mut content_table = tx.open_table(CONTENT)?;
             for (k, _) in &content {
-                let Some((ns, digest)) = split2(k) else { continue };
+                let Some((ns, digest)) = split2(k) else {
+                    continue;
+                };
                 let node = Node::Content {
                     ns: ns.into(),
                     digest: digest.into(),

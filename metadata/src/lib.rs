@@ -361,7 +361,9 @@ impl Db {
                 .ok_or_else(|| MetaError::NotFound(format!("image {name}")))?;
             f(&mut img);
             if img.name != name {
-                return Err(MetaError::InvalidArgument("image name cannot change".into()));
+                return Err(MetaError::InvalidArgument(
+                    "image name cannot change".into(),
+                ));
             }
             img.updated_at = SystemTime::now();
             tput(tx, IMAGES, &k, &img)?;
@@ -433,7 +435,9 @@ impl Db {
                 (c.created_at, c.snapshotter.clone(), c.snapshot_key.clone());
             f(&mut c);
             if c.id != id {
-                return Err(MetaError::InvalidArgument("container id cannot change".into()));
+                return Err(MetaError::InvalidArgument(
+                    "container id cannot change".into(),
+                ));
             }
             // containerd refuses these too: the rootfs cannot move under a container.
             if c.snapshotter != snapshotter || c.snapshot_key != key_ {
@@ -547,7 +551,8 @@ impl Db {
 
     pub fn remove_content(&self, ns: &str, digest: &str) -> Result<()> {
         self.update(|tx| {
-            tx.open_table(CONTENT)?.remove(key(&[ns, digest]).as_str())?;
+            tx.open_table(CONTENT)?
+                .remove(key(&[ns, digest]).as_str())?;
             Ok(())
         })
     }
@@ -572,7 +577,9 @@ impl Db {
 
     pub fn list_snapshots(&self, snapshotter: &str, ns: &str) -> Result<Vec<Snapshot>> {
         Ok(self
-            .read_table(SNAPSHOTS, |t| tscan::<Snapshot>(t, &key(&[snapshotter, ns, ""])))?
+            .read_table(SNAPSHOTS, |t| {
+                tscan::<Snapshot>(t, &key(&[snapshotter, ns, ""]))
+            })?
             .into_iter()
             .map(|(_, v)| v)
             .collect())
@@ -582,7 +589,9 @@ impl Db {
     /// not in this set are garbage).
     pub fn snapshot_ids(&self, snapshotter: &str) -> Result<std::collections::BTreeSet<u64>> {
         Ok(self
-            .read_table(SNAPSHOTS, |t| tscan::<Snapshot>(t, &key(&[snapshotter, ""])))?
+            .read_table(SNAPSHOTS, |t| {
+                tscan::<Snapshot>(t, &key(&[snapshotter, ""]))
+            })?
             .into_iter()
             .map(|(_, v)| v.id)
             .collect())
@@ -593,7 +602,12 @@ impl Db {
 pub mod snapshot_tx {
     use super::*;
 
-    pub fn get(tx: &WriteTransaction, snapshotter: &str, ns: &str, k: &str) -> Result<Option<Snapshot>> {
+    pub fn get(
+        tx: &WriteTransaction,
+        snapshotter: &str,
+        ns: &str,
+        k: &str,
+    ) -> Result<Option<Snapshot>> {
         tget(&tx.open_table(SNAPSHOTS)?, &key(&[snapshotter, ns, k]))
     }
 
@@ -610,7 +624,12 @@ pub mod snapshot_tx {
     }
 
     /// Keys of the snapshots whose parent is `k`.
-    pub fn children(tx: &WriteTransaction, snapshotter: &str, ns: &str, k: &str) -> Result<Vec<String>> {
+    pub fn children(
+        tx: &WriteTransaction,
+        snapshotter: &str,
+        ns: &str,
+        k: &str,
+    ) -> Result<Vec<String>> {
         Ok(
             tscan::<Snapshot>(&tx.open_table(SNAPSHOTS)?, &key(&[snapshotter, ns, ""]))?
                 .into_iter()
@@ -644,7 +663,11 @@ impl content::LabelStore for ContentLabels {
             .map(|r| r.map(|r| r.labels).unwrap_or_default())
             .map_err(|e| content::ContentError::Labels(e.to_string()))
     }
-    fn set(&self, digest: &content::Digest, labels: &content::Labels) -> Result<(), content::ContentError> {
+    fn set(
+        &self,
+        digest: &content::Digest,
+        labels: &content::Labels,
+    ) -> Result<(), content::ContentError> {
         self.db
             .set_content_labels(&self.ns, digest.as_str(), labels.clone())
             .map_err(|e| content::ContentError::Labels(e.to_string()))

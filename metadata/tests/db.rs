@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::Arc;
@@ -6,8 +7,8 @@ use std::time::{Duration, Instant, SystemTime};
 use common::{ErrorKind, HasKind};
 use content::Digest;
 use metadata::{
-    Any, Container, Db, Descriptor, Image, Labels, LeaseResource, Runtime, Snapshot,
-    SnapshotKind, snapshot_tx,
+    Any, Container, Db, Descriptor, Image, Labels, LeaseResource, Runtime, Snapshot, SnapshotKind,
+    snapshot_tx,
 };
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -77,14 +78,20 @@ fn snapshot(tx: &redb::WriteTransaction, key: &str, parent: Option<&str>, l: Lab
 fn namespaces_images_containers_leases_round_trip() {
     let t = tempfile::tempdir().unwrap();
     let db = Db::open(&t.path().join("meta.redb")).unwrap();
-    db.create_image("default", image("a:1", "sha256:aa")).unwrap();
-    let err = db.create_image("default", image("a:1", "sha256:bb")).unwrap_err();
+    db.create_image("default", image("a:1", "sha256:aa"))
+        .unwrap();
+    let err = db
+        .create_image("default", image("a:1", "sha256:bb"))
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AlreadyExists);
     assert_eq!(db.get_namespace("default").unwrap().name, "default");
     db.create_namespace("other", labels(&[("k", "v")])).unwrap();
     db.create_image("other", image("a:1", "sha256:cc")).unwrap();
     assert_eq!(db.list_images("default").unwrap().len(), 1);
-    assert_eq!(db.get_image("other", "a:1").unwrap().target.digest, "sha256:cc");
+    assert_eq!(
+        db.get_image("other", "a:1").unwrap().target.digest,
+        "sha256:cc"
+    );
     let img = db
         .update_image("default", "a:1", |i| {
             i.labels.insert("x".into(), "y".into());
@@ -92,13 +99,18 @@ fn namespaces_images_containers_leases_round_trip() {
         .unwrap();
     assert!(img.updated_at >= img.created_at);
 
-    let c = db.create_container("default", container("c1", "c1")).unwrap();
+    let c = db
+        .create_container("default", container("c1", "c1"))
+        .unwrap();
     assert_eq!(db.get_container("default", "c1").unwrap(), c);
     let err = db
         .update_container("default", "c1", |c| c.snapshot_key = "other".into())
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
-    assert_eq!(db.get_container("default", "c1").unwrap().snapshot_key, "c1");
+    assert_eq!(
+        db.get_container("default", "c1").unwrap().snapshot_key,
+        "c1"
+    );
     assert_eq!(db.list_containers("other").unwrap().len(), 0);
 
     db.create_lease("default", "l1", Labels::new()).unwrap();
@@ -127,7 +139,8 @@ fn a_failed_or_dropped_transaction_leaves_nothing_and_reopen_is_consistent() {
     let path = t.path().join("meta.redb");
     {
         let db = Db::open(&path).unwrap();
-        db.create_image("default", image("kept", "sha256:aa")).unwrap();
+        db.create_image("default", image("kept", "sha256:aa"))
+            .unwrap();
         let err = db
             .update(|tx| {
                 snapshot(tx, "half", None, Labels::new());
@@ -138,7 +151,11 @@ fn a_failed_or_dropped_transaction_leaves_nothing_and_reopen_is_consistent() {
     }
     let db = Db::open(&path).unwrap();
     assert_eq!(db.list_images("default").unwrap().len(), 1);
-    assert!(db.list_snapshots("overlayfs", "default").unwrap().is_empty());
+    assert!(
+        db.list_snapshots("overlayfs", "default")
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// The child half of `sigkill_during_writes_leaves_a_consistent_database`: writes in a
@@ -183,7 +200,11 @@ fn sigkill_during_writes_leaves_a_consistent_database() {
             } else {
                 format!("s{}", &s.key[1..])
             };
-            assert!(keys.contains(&pair), "round {round}: {} without {pair}", s.key);
+            assert!(
+                keys.contains(&pair),
+                "round {round}: {} without {pair}",
+                s.key
+            );
         }
         // Clear for the next round so that keys restart at 0.
         db.update(|tx| {
@@ -200,7 +221,9 @@ fn sigkill_during_writes_leaves_a_consistent_database() {
 fn gc_keeps_what_images_leases_and_containers_reach() {
     let t = tempfile::tempdir().unwrap();
     let db = Db::open(&t.path().join("meta.redb")).unwrap();
-    let store = db.content_store(&t.path().join("content"), "default").unwrap();
+    let store = db
+        .content_store(&t.path().join("content"), "default")
+        .unwrap();
     let put = |data: &[u8], l: Labels| {
         let d = Digest::of(data);
         store.write_blob(&d, data, &l).unwrap();
@@ -234,20 +257,36 @@ fn gc_keeps_what_images_leases_and_containers_reach() {
         Ok(())
     })
     .unwrap();
-    db.create_image("default", image("img", manifest.as_str())).unwrap();
-    db.create_container("default", container("c", "ctr-rootfs")).unwrap();
-    db.create_lease("default", "l", Labels::new()).unwrap();
-    db.add_lease_resource("default", "l", LeaseResource { id: leased.to_string(), kind: "content".into() })
+    db.create_image("default", image("img", manifest.as_str()))
         .unwrap();
+    db.create_container("default", container("c", "ctr-rootfs"))
+        .unwrap();
+    db.create_lease("default", "l", Labels::new()).unwrap();
     db.add_lease_resource(
         "default",
         "l",
-        LeaseResource { id: "leased-snap".into(), kind: "snapshots/overlayfs".into() },
+        LeaseResource {
+            id: leased.to_string(),
+            kind: "content".into(),
+        },
+    )
+    .unwrap();
+    db.add_lease_resource(
+        "default",
+        "l",
+        LeaseResource {
+            id: "leased-snap".into(),
+            kind: "snapshots/overlayfs".into(),
+        },
     )
     .unwrap();
 
     let report = db.garbage_collect(Some(&store)).unwrap();
-    let mut gone = vec![garbage.to_string(), garbage_child.to_string(), garbage_parent.to_string()];
+    let mut gone = vec![
+        garbage.to_string(),
+        garbage_child.to_string(),
+        garbage_parent.to_string(),
+    ];
     gone.sort();
     assert_eq!(report.content, gone);
     assert_eq!(report.snapshots.len(), 1);
@@ -289,5 +328,8 @@ fn write_latency_is_reported() {
     }
     let read = start.elapsed() / n;
     eprintln!("metadata: durable create_container {per:?}/op, get_container {read:?}/op");
-    assert!(per < Duration::from_millis(200), "{per:?} per durable write");
+    assert!(
+        per < Duration::from_millis(200),
+        "{per:?} per durable write"
+    );
 }

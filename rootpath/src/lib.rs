@@ -282,12 +282,22 @@ mod tests {
         fs::create_dir(t.path().join("usr")).unwrap();
         symlink("usr", t.path().join("lib")).unwrap();
         let r = root(t.path());
-        let err = resolve_in_root_with(r.as_fd(), Path::new("a/etc"), Create::Dir, Symlinks::Confined)
-            .unwrap_err();
+        let err = resolve_in_root_with(
+            r.as_fd(),
+            Path::new("a/etc"),
+            Create::Dir,
+            Symlinks::Confined,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("symlink /a -> /"), "{err}");
         assert!(!t.path().join("etc").exists());
-        let fd = resolve_in_root_with(r.as_fd(), Path::new("lib/x"), Create::Dir, Symlinks::Confined)
-            .unwrap();
+        let fd = resolve_in_root_with(
+            r.as_fd(),
+            Path::new("lib/x"),
+            Create::Dir,
+            Symlinks::Confined,
+        )
+        .unwrap();
         assert_eq!(real(&fd), t.path().join("usr/x"));
     }
 

@@ -17,7 +17,11 @@ pub fn copy_dir(src: &Path, dst: &Path) -> io::Result<()> {
     copy_meta(src, dst, &fs::symlink_metadata(src)?)
 }
 
-fn copy_tree(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), std::path::PathBuf>) -> io::Result<()> {
+fn copy_tree(
+    src: &Path,
+    dst: &Path,
+    links: &mut HashMap<(u64, u64), std::path::PathBuf>,
+) -> io::Result<()> {
     for entry in fs::read_dir(src)? {
         let entry = entry?;
         let from = entry.path();

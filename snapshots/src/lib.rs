@@ -157,7 +157,9 @@ impl Snapshotter {
 
     /// Whether overlayfs can be mounted with upper and work dirs under `root`, by trying.
     pub fn overlay_supported(root: &Path) -> bool {
-        let Ok(t) = tempdir_in(root) else { return false };
+        let Ok(t) = tempdir_in(root) else {
+            return false;
+        };
         let (l, u, w, m) = (t.join("l"), t.join("u"), t.join("w"), t.join("m"));
         let ok = [&l, &u, &w, &m].iter().all(|d| fs::create_dir(d).is_ok())
             && Mount {
@@ -240,7 +242,9 @@ impl Snapshotter {
         labels: Labels,
         kind: SnapshotKind,
     ) -> Result<Vec<Mount>, SnapshotError> {
-        let _span = tracing::info_span!("snapshot.create", snapshotter = %self.name, ns, key, ?kind).entered();
+        let _span =
+            tracing::info_span!("snapshot.create", snapshotter = %self.name, ns, key, ?kind)
+                .entered();
         let parent = parent.filter(|p| !p.is_empty());
         let snap = self.db.update(|tx| {
             if snapshot_tx::get(tx, &self.name, ns, key)?.is_some() {
@@ -362,8 +366,15 @@ impl Snapshotter {
 
     /// Turns the active snapshot `key` into the committed snapshot `name`; its files
     /// stay where they are, under the same id.
-    pub fn commit(&self, ns: &str, name: &str, key: &str, labels: Labels) -> Result<(), SnapshotError> {
-        let _span = tracing::info_span!("snapshot.commit", snapshotter = %self.name, ns, name, key).entered();
+    pub fn commit(
+        &self,
+        ns: &str,
+        name: &str,
+        key: &str,
+        labels: Labels,
+    ) -> Result<(), SnapshotError> {
+        let _span = tracing::info_span!("snapshot.commit", snapshotter = %self.name, ns, name, key)
+            .entered();
         let active = self.get(ns, key)?;
         if active.kind != SnapshotKind::Active {
             return Err(SnapshotError::FailedPrecondition(format!(
@@ -378,7 +389,9 @@ impl Snapshotter {
             let a = snapshot_tx::get(tx, &self.name, ns, key)?
                 .ok_or_else(|| SnapshotError::NotFound(key.to_string()))?;
             if a.id != active.id {
-                return Err(SnapshotError::FailedPrecondition(format!("snapshot {key} changed")).into());
+                return Err(
+                    SnapshotError::FailedPrecondition(format!("snapshot {key} changed")).into(),
+                );
             }
             if snapshot_tx::get(tx, &self.name, ns, name)?.is_some() {
                 return Err(SnapshotError::AlreadyExists(name.to_string()).into());
@@ -410,7 +423,8 @@ impl Snapshotter {
 
     /// Removes a snapshot that no other snapshot has as parent.
     pub fn remove(&self, ns: &str, key: &str) -> Result<(), SnapshotError> {
-        let _span = tracing::info_span!("snapshot.remove", snapshotter = %self.name, ns, key).entered();
+        let _span =
+            tracing::info_span!("snapshot.remove", snapshotter = %self.name, ns, key).entered();
         let id = self.db.update(|tx| {
             let s = snapshot_tx::get(tx, &self.name, ns, key)?
                 .ok_or_else(|| SnapshotError::NotFound(key.to_string()))?;
@@ -453,7 +467,12 @@ impl Snapshotter {
     }
 
     /// Replaces the labels (containerd's Update with `labels` field paths).
-    pub fn update_labels(&self, ns: &str, key: &str, labels: Labels) -> Result<Info, SnapshotError> {
+    pub fn update_labels(
+        &self,
+        ns: &str,
+        key: &str,
+        labels: Labels,
+    ) -> Result<Info, SnapshotError> {
         let s = self.db.update(|tx| {
             let mut s = snapshot_tx::get(tx, &self.name, ns, key)?
                 .ok_or_else(|| SnapshotError::NotFound(key.to_string()))?;
@@ -471,7 +490,8 @@ impl Snapshotter {
         if let (Some(size), Some(inodes)) = (s.size, s.inodes) {
             return Ok(Usage { size, inodes });
         }
-        let (size, inodes) = disk_usage(&self.fs_dir(s.id)).map_err(io(format!("usage of {key}")))?;
+        let (size, inodes) =
+            disk_usage(&self.fs_dir(s.id)).map_err(io(format!("usage of {key}")))?;
         Ok(Usage { size, inodes })
     }
 

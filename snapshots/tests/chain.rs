@@ -1,4 +1,5 @@
 //! Needs root (mounts, overlay whiteouts).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use std::fs;
 use std::path::Path;
 
@@ -19,12 +20,19 @@ fn layer(s: &Snapshotter, key: &str, parent: Option<&str>, f: impl FnOnce(&Path,
     s.prepare("default", key, parent, Labels::new()).unwrap();
     let (dir, mode) = s.apply_dir("default", key).unwrap();
     f(&dir, mode);
-    s.commit("default", &format!("{key}-c"), key, Labels::new()).unwrap();
+    s.commit("default", &format!("{key}-c"), key, Labels::new())
+        .unwrap();
 }
 
 fn delete(dir: &Path, mode: Whiteouts, name: &str) {
     match mode {
-        Whiteouts::Overlay => mknod(&dir.join(name), SFlag::S_IFCHR, Mode::empty(), makedev(0, 0)).unwrap(),
+        Whiteouts::Overlay => mknod(
+            &dir.join(name),
+            SFlag::S_IFCHR,
+            Mode::empty(),
+            makedev(0, 0),
+        )
+        .unwrap(),
         Whiteouts::Delete => {
             let p = dir.join(name);
             if p.is_dir() {
@@ -41,12 +49,22 @@ fn opaque(dir: &Path, mode: Whiteouts, name: &str) {
     match mode {
         Whiteouts::Overlay => {
             fs::create_dir_all(&d).unwrap();
-            rustix::fs::setxattr(&d, "trusted.overlay.opaque", b"y", rustix::fs::XattrFlags::empty()).unwrap();
+            rustix::fs::setxattr(
+                &d,
+                "trusted.overlay.opaque",
+                b"y",
+                rustix::fs::XattrFlags::empty(),
+            )
+            .unwrap();
         }
         Whiteouts::Delete => {
             for e in fs::read_dir(&d).unwrap() {
                 let p = e.unwrap().path();
-                if p.is_dir() { fs::remove_dir_all(p).unwrap() } else { fs::remove_file(p).unwrap() }
+                if p.is_dir() {
+                    fs::remove_dir_all(p).unwrap()
+                } else {
+                    fs::remove_file(p).unwrap()
+                }
             }
         }
     }
@@ -71,10 +89,16 @@ fn three_layers_merge(driver: Driver) {
         opaque(d, m, "opq");
         fs::write(d.join("opq/new"), "new").unwrap();
     });
-    let mounts = s.prepare("default", "top", Some("l3-c"), Labels::new()).unwrap();
+    let mounts = s
+        .prepare("default", "top", Some("l3-c"), Labels::new())
+        .unwrap();
     if driver == Driver::Overlay {
         assert_eq!(mounts[0].kind, "overlay");
-        let lower = mounts[0].options.iter().find(|o| o.starts_with("lowerdir=")).unwrap();
+        let lower = mounts[0]
+            .options
+            .iter()
+            .find(|o| o.starts_with("lowerdir="))
+            .unwrap();
         assert_eq!(lower.matches(':').count(), 2, "{lower}");
     } else {
         assert_eq!(mounts[0].kind, "bind");
@@ -101,7 +125,10 @@ fn three_layers_merge(driver: Driver) {
     {
         let m = MountGuard::new(&view, &target).unwrap();
         assert!(m.path().join("etc/one").exists());
-        assert!(fs::write(m.path().join("nope"), "x").is_err(), "view is writable");
+        assert!(
+            fs::write(m.path().join("nope"), "x").is_err(),
+            "view is writable"
+        );
     }
     assert_eq!(s.stat("default", "v").unwrap().kind, Kind::View);
     assert_eq!(s.list("default").unwrap().len(), 5);
@@ -111,7 +138,10 @@ fn three_layers_merge(driver: Driver) {
         s.remove("default", k).unwrap();
     }
     assert!(s.list("default").unwrap().is_empty());
-    assert_eq!(fs::read_dir(t.path().join("sn/snapshots")).unwrap().count(), 0);
+    assert_eq!(
+        fs::read_dir(t.path().join("sn/snapshots")).unwrap().count(),
+        0
+    );
 }
 
 #[test]
@@ -129,16 +159,22 @@ fn errors_and_cleanup() {
     let (t, s) = setup(Driver::Overlay);
     s.prepare("default", "a", None, Labels::new()).unwrap();
     assert_eq!(
-        s.prepare("default", "a", None, Labels::new()).unwrap_err().kind(),
+        s.prepare("default", "a", None, Labels::new())
+            .unwrap_err()
+            .kind(),
         ErrorKind::AlreadyExists
     );
     assert_eq!(
-        s.prepare("default", "b", Some("a"), Labels::new()).unwrap_err().kind(),
+        s.prepare("default", "b", Some("a"), Labels::new())
+            .unwrap_err()
+            .kind(),
         ErrorKind::InvalidArgument,
         "an active parent must be refused"
     );
     assert_eq!(
-        s.prepare("default", "b", Some("missing"), Labels::new()).unwrap_err().kind(),
+        s.prepare("default", "b", Some("missing"), Labels::new())
+            .unwrap_err()
+            .kind(),
         ErrorKind::NotFound
     );
     // Namespaces do not see each other's keys.
@@ -151,10 +187,16 @@ fn errors_and_cleanup() {
     assert!(t.path().join("sn/snapshots/1/fs").exists());
     let mut l = Labels::new();
     l.insert("k".into(), "v".into());
-    assert_eq!(s.update_labels("default", "a", l.clone()).unwrap().labels, l);
+    assert_eq!(
+        s.update_labels("default", "a", l.clone()).unwrap().labels,
+        l
+    );
     s.commit("default", "a-c", "a", Labels::new()).unwrap();
     assert_eq!(s.stat("default", "a-c").unwrap().labels, l);
-    assert_eq!(s.mounts("default", "a-c").unwrap_err().kind(), ErrorKind::FailedPrecondition);
+    assert_eq!(
+        s.mounts("default", "a-c").unwrap_err().kind(),
+        ErrorKind::FailedPrecondition
+    );
 }
 
 #[test]

@@ -23,7 +23,7 @@ fn header(size: usize) -> tar::Header {
     h
 }
 
-fn layer(files: usize, size: usize, seed: u64) -> Vec<u8> {
+fn layer(files: usize, size: usize, seed: u64) -> std::io::Result<Vec<u8>> {
     let mut b = tar::Builder::new(Vec::new());
     let mut x = seed;
     for i in 0..files {
@@ -37,17 +37,16 @@ fn layer(files: usize, size: usize, seed: u64) -> Vec<u8> {
             })
             .collect();
         let mut h = header(data.len());
-        b.append_data(&mut h, format!("d{seed}/f{i}"), &data[..])
-            .unwrap_or_else(|e| panic!("{e}"));
+        b.append_data(&mut h, format!("d{seed}/f{i}"), &data[..])?;
     }
-    b.into_inner().unwrap_or_else(|e| panic!("{e}"))
+    b.into_inner()
 }
 
 fn main() -> anyhow::Result<()> {
     let layers = [
-        layer(50, 1 << 20, 1),
-        layer(50, 1 << 20, 2),
-        layer(2000, 2048, 3),
+        layer(50, 1 << 20, 1)?,
+        layer(50, 1 << 20, 2)?,
+        layer(2000, 2048, 3)?,
     ];
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&layers[2])?;
