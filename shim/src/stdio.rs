@@ -1,0 +1,301 @@
+//! The process's stdio: for non-tty processes, pipes between the container
+//! and the paths containerd gave (FIFOs, or `file://` paths the shim writes
+//! itself); for tty processes, the pty master received over the console
+//! socket. Copies run on small threads so that no daemon sits in the path.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::mem::MaybeUninit;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+
+use crate::error::{Result, ShimError};
+use crate::runtime::ChildStdio;
+
+const COPY_STACK: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Default)]
+pub struct StdioPaths {
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub terminal: bool,
+}
+
+/// The shim's end of a process's stdio, kept for CloseIO, ResizePty and for
+/// waiting until output is drained before Delete answers.
+#[derive(Debug, Default)]
+pub struct ProcIo {
+    stdin: Arc<Mutex<Option<File>>>,
+    console: Option<File>,
+    copiers: Vec<JoinHandle<()>>,
+}
+
+/// Stdio prepared before the runtime runs; `finish` completes it afterwards.
+#[derive(Debug)]
+pub struct Prepared {
+    pub child: ChildStdio,
+    pub console_socket: Option<PathBuf>,
+    listener: Option<UnixListener>,
+    paths: StdioPaths,
+    io: ProcIo,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if let Some(p) = &self.console_socket {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn spawn_copy(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .stack_size(COPY_STACK)
+        .spawn(f)
+        .map_err(|e| ShimError::sys("spawning copy thread", e))
+}
+
+/// Opens where output goes: a FIFO or plain path as given, or `file://PATH`
+/// appended to (created if missing).
+fn open_output(uri: &str) -> std::io::Result<File> {
+    if let Some(path) = uri.strip_prefix("file://") {
+        if let Some(dir) = Path::new(path).parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        return OpenOptions::new().append(true).create(true).open(path);
+    }
+    if uri.contains("://") {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            format!("unsupported stdio URI {uri}"),
+        ));
+    }
+    OpenOptions::new().write(true).open(uri)
+}
+
+fn check_uri(uri: &str) -> Result<()> {
+    if uri.contains("://") && !uri.starts_with("file://") {
+        return Err(ShimError::InvalidArgument(format!(
+            "unsupported stdio URI {uri}"
+        )));
+    }
+    Ok(())
+}
+
+/// Copies until EOF or error (a pty master reports EIO once the last slave
+/// closes, which is its EOF).
+fn pump(mut from: impl Read, mut to: impl Write) {
+    let mut buf = [0u8; 32 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        if to.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+/// Feeds the stdin source into the shared writer, closing it at EOF unless
+/// CloseIO got there first.
+fn pump_stdin(source: String, sink: Arc<Mutex<Option<File>>>) {
+    let Ok(mut src) = File::open(&source) else {
+        return;
+    };
+    let mut buf = [0u8; 32 * 1024];
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut guard = sink.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(w) = guard.as_mut() else { return };
+        if w.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+    sink.lock().unwrap_or_else(|p| p.into_inner()).take();
+}
+
+static CONSOLE_SEQ: AtomicU64 = AtomicU64::new(0);
+
+pub fn prepare(paths: &StdioPaths) -> Result<Prepared> {
+    check_uri(&paths.stdout)?;
+    check_uri(&paths.stderr)?;
+    let mut prepared = Prepared {
+        child: ChildStdio::null(),
+        console_socket: None,
+        listener: None,
+        paths: paths.clone(),
+        io: ProcIo::default(),
+    };
+    if paths.terminal {
+        let sock = std::env::temp_dir().join(format!(
+            "shim-console-{}-{}.sock",
+            std::process::id(),
+            CONSOLE_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&sock);
+        let listener = UnixListener::bind(&sock).map_err(|e| ShimError::io("binding", &sock, e))?;
+        prepared.listener = Some(listener);
+        prepared.console_socket = Some(sock);
+        return Ok(prepared);
+    }
+    if !paths.stdin.is_empty() {
+        let (r, w) = std::io::pipe().map_err(|e| ShimError::sys("pipe", e))?;
+        prepared.child.stdin = r.into();
+        let sink = Arc::new(Mutex::new(Some(File::from(std::os::fd::OwnedFd::from(w)))));
+        prepared.io.stdin = sink.clone();
+        let source = paths.stdin.clone();
+        prepared
+            .io
+            .copiers
+            .push(spawn_copy("stdin", move || pump_stdin(source, sink))?);
+    }
+    for (which, uri) in [(1, &paths.stdout), (2, &paths.stderr)] {
+        if uri.is_empty() {
+            continue;
+        }
+        let (r, w) = std::io::pipe().map_err(|e| ShimError::sys("pipe", e))?;
+        if which == 1 {
+            prepared.child.stdout = w.into();
+        } else {
+            prepared.child.stderr = w.into();
+        }
+        let uri = uri.clone();
+        let h = spawn_copy("output", move || match open_output(&uri) {
+            Ok(dest) => pump(r, dest),
+            Err(e) => {
+                tracing::warn!("opening {uri}: {e}");
+                // Keep draining so the container never blocks on a full pipe.
+                pump(r, std::io::sink());
+            }
+        })?;
+        // Only stdout/stderr copies are awaited before Delete answers.
+        prepared.io.copiers.push(h);
+    }
+    Ok(prepared)
+}
+
+fn receive_console(listener: &UnixListener) -> Result<File> {
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| ShimError::sys("console socket", e))?;
+    // The runtime has exited by now, so its connection is already queued.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let stream = loop {
+        match listener.accept() {
+            Ok((s, _)) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(ShimError::sys("accepting the console socket", e)),
+        }
+    };
+    stream
+        .set_nonblocking(false)
+        .map_err(|e| ShimError::sys("console socket", e))?;
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut cmsg = RecvAncillaryBuffer::new(&mut space);
+    let mut buf = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    rustix::net::recvmsg(&stream, &mut iov, &mut cmsg, RecvFlags::CMSG_CLOEXEC)
+        .map_err(|e| ShimError::sys("receiving the pty master", e))?;
+    for msg in cmsg.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut fds) = msg
+            && let Some(fd) = fds.next()
+        {
+            return Ok(File::from(fd));
+        }
+    }
+    Err(ShimError::FailedPrecondition(
+        "the runtime sent no pty master over the console socket".into(),
+    ))
+}
+
+impl Prepared {
+    /// Completes stdio after the runtime created the process: for a tty,
+    /// takes the pty master and starts copying.
+    pub fn finish(mut self) -> Result<ProcIo> {
+        let mut io = std::mem::take(&mut self.io);
+        let Some(listener) = self.listener.take() else {
+            return Ok(io);
+        };
+        let master = receive_console(&listener)?;
+        if !self.paths.stdin.is_empty() {
+            let w = master
+                .try_clone()
+                .map_err(|e| ShimError::sys("dup pty master", e))?;
+            let sink = Arc::new(Mutex::new(Some(w)));
+            io.stdin = sink.clone();
+            let source = self.paths.stdin.clone();
+            io.copiers
+                .push(spawn_copy("stdin", move || pump_stdin(source, sink))?);
+        }
+        if !self.paths.stdout.is_empty() {
+            let r = master
+                .try_clone()
+                .map_err(|e| ShimError::sys("dup pty master", e))?;
+            let uri = self.paths.stdout.clone();
+            io.copiers
+                .push(spawn_copy("output", move || match open_output(&uri) {
+                    Ok(dest) => pump(r, dest),
+                    Err(e) => {
+                        tracing::warn!("opening {uri}: {e}");
+                        pump(r, std::io::sink());
+                    }
+                })?);
+        }
+        io.console = Some(master);
+        Ok(io)
+    }
+}
+
+impl ProcIo {
+    pub fn close_stdin(&self) {
+        self.stdin.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    pub fn resize(&self, width: u32, height: u32) -> Result<()> {
+        let Some(console) = &self.console else {
+            return Err(ShimError::FailedPrecondition(
+                "the process has no terminal".into(),
+            ));
+        };
+        let ws = rustix::termios::Winsize {
+            ws_row: height.min(u16::MAX as u32) as u16,
+            ws_col: width.min(u16::MAX as u32) as u16,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        rustix::termios::tcsetwinsize(console, ws).map_err(|e| ShimError::sys("resizing pty", e))
+    }
+
+    /// Waits (bounded) for the output copies to drain, so that a Delete
+    /// answered to the client means its FIFOs have everything.
+    pub fn wait_drained(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        // The stdin copy may block forever on a FIFO nobody writes: don't wait for it.
+        while Instant::now() < deadline
+            && self
+                .copiers
+                .iter()
+                .any(|h| !h.is_finished() && h.thread().name() == Some("output"))
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.console = None;
+        self.close_stdin();
+    }
+}
