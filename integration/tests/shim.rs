@@ -1,0 +1,820 @@
+//! The shim (`shim`, installed as `containerd-shim-ocirun-v2`): driven directly
+//! over its ttrpc API with a client in the test, and by real containerd 1.6
+//! (a private instance per test) through `ctr`.
+
+// Test helpers (outside #[test] fns) fail the test by panicking, like the harness.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use integration::{Output, Runtime, TestContainer, run_with_timeout, wait_for, workspace_root};
+use proto::protobuf::well_known_types::any::Any;
+use proto::protobuf::{Message, MessageField};
+use proto::shim::*;
+use proto::shim_ttrpc::TaskClient;
+use proto::task::Status;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+const IMAGE: &str = "docker.io/library/busybox:latest";
+const RUNC: &str = "/usr/sbin/runc";
+
+fn target_bin(name: &str) -> PathBuf {
+    let root = workspace_root();
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(t) if !t.is_empty() => root.join(t),
+        _ => root.join("target"),
+    };
+    let p = target.join("debug").join(name);
+    assert!(
+        p.is_file(),
+        "{} does not exist: run `cargo build --workspace --bins` first",
+        p.display()
+    );
+    p
+}
+
+fn shim_bin() -> PathBuf {
+    target_bin("shim")
+}
+
+/// The runtime for a test that needs `sub`: the one under test when it has
+/// that subcommand, else runc (said on stderr, so it is never silent).
+fn runtime_with(sub: &str) -> PathBuf {
+    let rt = Runtime::from_env();
+    let has = rt
+        .command()
+        .args([sub, "--help"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if has {
+        rt.path().to_path_buf()
+    } else {
+        eprintln!(
+            "NOTE: {} has no `{sub}` yet; this test drives the shim with {RUNC}",
+            rt.path().display()
+        );
+        PathBuf::from(RUNC)
+    }
+}
+
+fn ctx() -> proto::ttrpc::context::Context {
+    proto::ttrpc::context::with_timeout(60 * 1_000_000_000)
+}
+
+fn connect(address: &str) -> TaskClient {
+    TaskClient::new(proto::ttrpc::Client::connect(address).expect("connect to the shim"))
+}
+
+fn pid_alive(pid: i32) -> bool {
+    // A zombie has exited; only its parent has not collected it yet.
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit(')').next().map(|r| r.trim_start().to_string()))
+        .is_some_and(|r| !r.starts_with('Z'))
+}
+
+fn sigkill(pid: i32) {
+    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+}
+
+/// A shim started with the binary protocol in a test container's bundle;
+/// dropping it kills the shim if it is still there (the container itself is
+/// force-deleted by the `TestContainer`, which must outlive this).
+struct DirectShim {
+    address: String,
+    pid: i32,
+}
+
+impl DirectShim {
+    fn start(tc: &TestContainer) -> DirectShim {
+        let mut cmd = Command::new(shim_bin());
+        cmd.args([
+            "-namespace",
+            "it",
+            "-id",
+            &tc.id,
+            "-address",
+            "",
+            "-publish-binary",
+            "",
+        ])
+        .arg("start")
+        .current_dir(tc.bundle_dir())
+        .stdin(Stdio::null());
+        let out = run_with_timeout(cmd, Duration::from_secs(20));
+        out.ok();
+        let address = out.stdout.trim().to_string();
+        assert!(address.starts_with("unix:///"), "start printed {address:?}");
+        let written = fs::read_to_string(tc.bundle_dir().join("address")).expect("address file");
+        assert_eq!(written.trim(), address);
+        let pid = fs::read_to_string(tc.bundle_dir().join("shim.pid"))
+            .expect("shim.pid")
+            .trim()
+            .parse()
+            .expect("shim pid");
+        DirectShim { address, pid }
+    }
+
+    fn socket(&self) -> PathBuf {
+        PathBuf::from(self.address.trim_start_matches("unix://"))
+    }
+}
+
+impl Drop for DirectShim {
+    fn drop(&mut self) {
+        if pid_alive(self.pid) {
+            sigkill(self.pid);
+        }
+        let _ = fs::remove_file(self.socket());
+    }
+}
+
+fn runtime_options(binary: &Path, root: &Path) -> MessageField<Any> {
+    let opts = proto::runc_options::Options {
+        binary_name: binary.display().to_string(),
+        root: root.display().to_string(),
+        ..Default::default()
+    };
+    MessageField::some(Any {
+        type_url: "containerd.runc.v1.Options".into(),
+        value: opts.write_to_bytes().expect("encode options"),
+        ..Default::default()
+    })
+}
+
+fn create_request(
+    tc: &TestContainer,
+    runtime: &Path,
+    stdout: &str,
+    stderr: &str,
+) -> CreateTaskRequest {
+    CreateTaskRequest {
+        id: tc.id.clone(),
+        bundle: tc.bundle_dir().display().to_string(),
+        stdout: stdout.into(),
+        stderr: stderr.into(),
+        options: runtime_options(runtime, tc.root()),
+        ..Default::default()
+    }
+}
+
+fn wait(client: &TaskClient, id: &str) -> WaitResponse {
+    let req = WaitRequest {
+        id: id.into(),
+        ..Default::default()
+    };
+    client.wait(ctx(), &req).expect("Wait")
+}
+
+#[test]
+fn ttrpc_lifecycle_reports_exit_code_and_output() {
+    let rt = Runtime::from_env();
+    let tc = TestContainer::new(&["sh", "-c", "echo hello; echo oops >&2; exit 5"]);
+    tc.save();
+    let shim = DirectShim::start(&tc);
+    let client = connect(&shim.address);
+    let out = tc.bundle_dir().join("out.log");
+    let err = tc.bundle_dir().join("err.log");
+    let created = client
+        .create(
+            ctx(),
+            &create_request(
+                &tc,
+                rt.path(),
+                &format!("file://{}", out.display()),
+                &format!("file://{}", err.display()),
+            ),
+        )
+        .expect("Create");
+    assert!(created.pid > 0);
+    let state = |client: &TaskClient| {
+        client
+            .state(
+                ctx(),
+                &StateRequest {
+                    id: tc.id.clone(),
+                    ..Default::default()
+                },
+            )
+            .expect("State")
+    };
+    assert_eq!(state(&client).status.enum_value(), Ok(Status::CREATED));
+    let started = client
+        .start(
+            ctx(),
+            &StartRequest {
+                id: tc.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("Start");
+    assert_eq!(started.pid, created.pid);
+    assert_eq!(wait(&client, &tc.id).exit_status, 5);
+    let st = state(&client);
+    assert_eq!(st.status.enum_value(), Ok(Status::STOPPED));
+    assert_eq!(st.exit_status, 5);
+    let exit: serde_json::Value =
+        serde_json::from_slice(&fs::read(tc.bundle_dir().join("init.exit")).expect("exit file"))
+            .expect("exit file is JSON");
+    assert_eq!(exit["exit_status"], json!(5));
+    assert_eq!(exit["pid"], json!(created.pid));
+    let deleted = client
+        .delete(
+            ctx(),
+            &DeleteRequest {
+                id: tc.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("Delete");
+    assert_eq!(deleted.exit_status, 5);
+    assert_eq!(fs::read_to_string(&out).expect("stdout file"), "hello\n");
+    assert_eq!(fs::read_to_string(&err).expect("stderr file"), "oops\n");
+    let checkpoint = client.checkpoint(
+        ctx(),
+        &CheckpointTaskRequest {
+            id: tc.id.clone(),
+            ..Default::default()
+        },
+    );
+    assert!(
+        matches!(&checkpoint, Err(proto::ttrpc::Error::RpcStatus(s)) if s.code() == proto::ttrpc::Code::UNIMPLEMENTED),
+        "{checkpoint:?}"
+    );
+    let _ = client.shutdown(
+        ctx(),
+        &ShutdownRequest {
+            id: tc.id.clone(),
+            ..Default::default()
+        },
+    );
+    wait_for(
+        Duration::from_secs(5),
+        "the shim to exit after Shutdown",
+        || (!pid_alive(shim.pid)).then_some(()),
+    );
+    assert!(!shim.socket().exists(), "socket left behind");
+}
+
+#[test]
+fn ttrpc_new_client_waits_after_first_client_is_gone() {
+    let rt = Runtime::from_env();
+    let tc = TestContainer::new(&["sh", "-c", "sleep 1; exit 3"]);
+    tc.save();
+    let shim = DirectShim::start(&tc);
+    let pid = {
+        let first = connect(&shim.address);
+        let created = first
+            .create(ctx(), &create_request(&tc, rt.path(), "", ""))
+            .expect("Create");
+        first
+            .start(
+                ctx(),
+                &StartRequest {
+                    id: tc.id.clone(),
+                    ..Default::default()
+                },
+            )
+            .expect("Start");
+        created.pid
+        // The first client's connection closes here, as when a daemon dies.
+    };
+    let second = connect(&shim.address);
+    let connected = second
+        .connect(
+            ctx(),
+            &ConnectRequest {
+                id: tc.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("Connect");
+    assert_eq!(connected.task_pid, pid);
+    assert_eq!(connected.shim_pid as i32, shim.pid);
+    assert_eq!(wait(&second, &tc.id).exit_status, 3);
+    drop(second);
+    // Asked again, later, from yet another connection: same answer.
+    let third = connect(&shim.address);
+    assert_eq!(wait(&third, &tc.id).exit_status, 3);
+    third
+        .delete(
+            ctx(),
+            &DeleteRequest {
+                id: tc.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("Delete");
+    let _ = third.shutdown(ctx(), &ShutdownRequest::default());
+}
+
+#[test]
+fn ttrpc_100mb_stdout_arrives_complete_and_in_order() {
+    const LAST: u64 = 13_000_000; // `seq 1 13000000` prints ~106 MB.
+    let rt = Runtime::from_env();
+    let tc = TestContainer::new(&["seq", "1", &LAST.to_string()]);
+    tc.save();
+    let fifo = tc.bundle_dir().join("stdout.fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success()
+    );
+    let reader_path = fifo.clone();
+    let reader = std::thread::spawn(move || {
+        let f = fs::File::open(&reader_path).expect("open FIFO for reading");
+        let mut expect = 1u64;
+        let mut bytes = 0u64;
+        for line in BufReader::with_capacity(1 << 20, f).lines() {
+            let line = line.expect("read FIFO");
+            bytes += line.len() as u64 + 1;
+            assert_eq!(line.parse::<u64>().ok(), Some(expect), "line out of order");
+            expect += 1;
+        }
+        (expect - 1, bytes)
+    });
+    let shim = DirectShim::start(&tc);
+    let client = connect(&shim.address);
+    client
+        .create(
+            ctx(),
+            &create_request(&tc, rt.path(), &fifo.display().to_string(), ""),
+        )
+        .expect("Create");
+    client
+        .start(
+            ctx(),
+            &StartRequest {
+                id: tc.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("Start");
+    assert_eq!(wait(&client, &tc.id).exit_status, 0);
+    client
+        .delete(
+            ctx(),
+            &DeleteRequest {
+                id: tc.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("Delete");
+    let (last, bytes) = reader.join().expect("reader thread");
+    assert_eq!(last, LAST);
+    assert!(bytes > 100_000_000, "only {bytes} bytes");
+    let _ = client.shutdown(ctx(), &ShutdownRequest::default());
+}
+
+#[test]
+fn shim_delete_reports_the_recorded_exit_after_the_shim_is_gone() {
+    let rt = Runtime::from_env();
+    let tc = TestContainer::new(&["sh", "-c", "exit 9"]);
+    tc.save();
+    let shim = DirectShim::start(&tc);
+    let client = connect(&shim.address);
+    client
+        .create(ctx(), &create_request(&tc, rt.path(), "", ""))
+        .expect("Create");
+    client
+        .start(
+            ctx(),
+            &StartRequest {
+                id: tc.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("Start");
+    assert_eq!(wait(&client, &tc.id).exit_status, 9);
+    drop(client);
+    sigkill(shim.pid);
+    wait_for(Duration::from_secs(5), "the shim to die", || {
+        (!pid_alive(shim.pid)).then_some(())
+    });
+    let mut cmd = Command::new(shim_bin());
+    cmd.args([
+        "-namespace",
+        "it",
+        "-id",
+        &tc.id,
+        "-address",
+        "",
+        "-publish-binary",
+        "",
+    ])
+    .arg("-bundle")
+    .arg(tc.bundle_dir())
+    .arg("delete")
+    .stdin(Stdio::null());
+    // DeleteResponse is binary: capture it raw.
+    let out = cmd.output().expect("shim delete");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resp = DeleteResponse::parse_from_bytes(&out.stdout).expect("DeleteResponse");
+    assert_eq!(resp.exit_status, 9);
+    assert!(resp.pid > 0);
+    assert!(resp.exited_at.seconds > 0);
+}
+
+// ---- real containerd 1.6 -------------------------------------------------
+
+/// A private containerd (own root, state and sockets, CRI disabled) whose
+/// PATH finds our shim as containerd-shim-ocirun-v2 and -runc-v2.
+struct Containerd {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Containerd {
+    fn new() -> Containerd {
+        let dir = tempfile::Builder::new()
+            .prefix("shim-cd.")
+            .tempdir()
+            .expect("tempdir");
+        let d = dir.path();
+        let bin = d.join("bin");
+        fs::create_dir_all(&bin).expect("mkdir bin");
+        for name in ["containerd-shim-ocirun-v2", "containerd-shim-runc-v2"] {
+            symlink(shim_bin(), bin.join(name)).expect("symlink shim");
+        }
+        let config = format!(
+            "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{0}/c.sock\"\n[ttrpc]\n  address = \"{0}/c.sock.ttrpc\"\n",
+            d.display()
+        );
+        fs::write(d.join("config.toml"), config).expect("config.toml");
+        let mut cd = Containerd { dir, child: None };
+        cd.start();
+        let tar = busybox_image_tar(cd.dir.path());
+        cd.ctr(&["images", "import", &tar.display().to_string()])
+            .ok();
+        cd
+    }
+
+    fn sock(&self) -> PathBuf {
+        self.dir.path().join("c.sock")
+    }
+
+    fn start(&mut self) {
+        let d = self.dir.path();
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("containerd.log"))
+            .expect("containerd log");
+        let path = format!(
+            "{}:{}",
+            d.join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(d.join("config.toml"))
+            .env("PATH", path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("start containerd (apt-get install containerd)");
+        self.child = Some(child);
+        wait_for(Duration::from_secs(20), "containerd to serve", || {
+            let mut c = Command::new("ctr");
+            c.arg("-a").arg(self.sock()).arg("version");
+            c.stdout(Stdio::null()).stderr(Stdio::null());
+            c.status().is_ok_and(|s| s.success()).then_some(())
+        });
+    }
+
+    /// kill -9 of this containerd only (by its pid).
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn ctr(&self, args: &[&str]) -> Output {
+        let mut c = Command::new("ctr");
+        c.arg("-a").arg(self.sock()).args(args).stdin(Stdio::null());
+        run_with_timeout(c, Duration::from_secs(60))
+    }
+
+    fn bundle(&self, id: &str) -> PathBuf {
+        self.dir
+            .path()
+            .join("state/io.containerd.runtime.v2.task/default")
+            .join(id)
+    }
+
+    fn task_status(&self, id: &str) -> Option<String> {
+        let out = self.ctr(&["task", "ls"]);
+        out.stdout.lines().find_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols.first() == Some(&id)).then(|| cols.get(2).map(|s| s.to_string()))?
+        })
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let ids = self.ctr(&["task", "ls", "-q"]).stdout;
+            for id in ids.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                self.ctr(&["task", "kill", "-s", "KILL", id]);
+                let _ = wait_for_opt(Duration::from_secs(5), || {
+                    (self.task_status(id).as_deref() != Some("RUNNING")).then_some(())
+                });
+                self.ctr(&["task", "rm", "-f", id]);
+            }
+            let cs = self.ctr(&["containers", "ls", "-q"]).stdout;
+            for id in cs.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                self.ctr(&["containers", "rm", id]);
+            }
+        }
+        self.kill9();
+        // Any shim of ours still up (a failed test): kill it by pid.
+        let marker = self.sock().display().to_string();
+        if let Ok(procs) = fs::read_dir("/proc") {
+            for p in procs.flatten() {
+                let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+                    continue;
+                };
+                let cmdline = fs::read(p.path().join("cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmdline).contains(&marker) {
+                    sigkill(pid);
+                }
+            }
+        }
+        // Unmount whatever is left under our directory before it is removed.
+        let root = self.dir.path().display().to_string();
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut ours: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(4))
+            .filter(|m| m.starts_with(&root))
+            .collect();
+        ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in ours {
+            let _ = Command::new("umount").args(["-l", m]).status();
+        }
+    }
+}
+
+fn wait_for_opt<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// A one-layer OCI image archive of the busybox rootfs, named busybox:latest.
+/// Small and self-made; to be replaced by the testkit image builder.
+fn busybox_image_tar(dir: &Path) -> PathBuf {
+    let rootfs = dir.join("image-rootfs");
+    testkit::make_busybox_rootfs(&rootfs).expect("busybox rootfs");
+    let mut layer = tar::Builder::new(Vec::new());
+    layer.follow_symlinks(false);
+    layer.append_dir_all(".", &rootfs).expect("tar layer");
+    let layer = layer.into_inner().expect("tar layer");
+    let layer_digest = sha256_hex(&layer);
+    let config = json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": { "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["sh"] },
+        "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{layer_digest}")] }
+    })
+    .to_string()
+    .into_bytes();
+    let config_digest = sha256_hex(&config);
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": format!("sha256:{config_digest}"),
+            "size": config.len()
+        },
+        "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": format!("sha256:{layer_digest}"),
+            "size": layer.len()
+        }]
+    })
+    .to_string()
+    .into_bytes();
+    let manifest_digest = sha256_hex(&manifest);
+    let index = json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": format!("sha256:{manifest_digest}"),
+            "size": manifest.len(),
+            "annotations": {
+                "io.containerd.image.name": IMAGE,
+                "org.opencontainers.image.ref.name": "latest"
+            }
+        }]
+    })
+    .to_string()
+    .into_bytes();
+    let path = dir.join("busybox-oci.tar");
+    let file = fs::File::create(&path).expect("image tar");
+    let mut ar = tar::Builder::new(file);
+    let mut add = |name: String, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        ar.append_data(&mut h, name, data)
+            .expect("append to image tar");
+    };
+    add("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#);
+    add("index.json".into(), &index);
+    add(format!("blobs/sha256/{layer_digest}"), &layer);
+    add(format!("blobs/sha256/{config_digest}"), &config);
+    add(format!("blobs/sha256/{manifest_digest}"), &manifest);
+    ar.finish().expect("finish image tar");
+    path
+}
+
+/// `ctr run` flags selecting the runtime under test behind our shim: ocirun
+/// through io.containerd.ocirun.v2, anything else (runc) through the runc
+/// shim's name and options, which our shim stands in for.
+fn runtime_flags(runtime: &Path) -> Vec<String> {
+    let is_ocirun = runtime
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("ocirun"));
+    if is_ocirun {
+        vec!["--runtime".into(), "io.containerd.ocirun.v2".into()]
+    } else {
+        vec![
+            "--runtime".into(),
+            "io.containerd.runc.v2".into(),
+            "--runc-binary".into(),
+            runtime.display().to_string(),
+        ]
+    }
+}
+
+fn ctr_run(cd: &Containerd, runtime: &Path, pre: &[&str], id: &str, cmd: &[&str]) -> Output {
+    let flags = runtime_flags(runtime);
+    let mut args: Vec<&str> = vec!["run"];
+    args.extend(pre);
+    args.extend(flags.iter().map(String::as_str));
+    args.extend([IMAGE, id]);
+    args.extend(cmd);
+    cd.ctr(&args)
+}
+
+fn test_id() -> String {
+    integration::unique_id()
+}
+
+#[test]
+fn containerd_ctr_run_echo_hi() {
+    let rt = Runtime::from_env();
+    let cd = Containerd::new();
+    let id = test_id();
+    let out = ctr_run(&cd, rt.path(), &["--rm"], &id, &["echo", "hi"]);
+    out.ok();
+    assert_eq!(out.stdout, "hi\n");
+    assert_eq!(cd.task_status(&id), None, "task left after --rm");
+}
+
+#[test]
+fn containerd_exit_code_and_stderr_propagate() {
+    let rt = Runtime::from_env();
+    let cd = Containerd::new();
+    let id = test_id();
+    let out = ctr_run(
+        &cd,
+        rt.path(),
+        &["--rm"],
+        &id,
+        &["sh", "-c", "echo to-out; echo to-err >&2; exit 7"],
+    );
+    out.assert_code(7);
+    assert_eq!(out.stdout, "to-out\n");
+    assert!(out.stderr.contains("to-err"), "{out}");
+}
+
+#[test]
+fn containerd_detached_task_kill_and_list() {
+    let rt = Runtime::from_env();
+    let cd = Containerd::new();
+    let id = test_id();
+    ctr_run(&cd, rt.path(), &["-d"], &id, &["sleep", "1000"]).ok();
+    assert_eq!(cd.task_status(&id).as_deref(), Some("RUNNING"));
+    cd.ctr(&["task", "kill", "-s", "KILL", &id]).ok();
+    wait_for(Duration::from_secs(10), "the task to stop", || {
+        (cd.task_status(&id).as_deref() == Some("STOPPED")).then_some(())
+    });
+    cd.ctr(&["task", "rm", &id]).ok();
+    cd.ctr(&["containers", "rm", &id]).ok();
+    assert_eq!(cd.task_status(&id), None);
+}
+
+#[test]
+fn containerd_task_exec() {
+    let runtime = runtime_with("exec");
+    let cd = Containerd::new();
+    let id = test_id();
+    ctr_run(&cd, &runtime, &["-d"], &id, &["sleep", "1000"]).ok();
+    let out = cd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        &id,
+        "sh",
+        "-c",
+        "echo in-exec; exit 3",
+    ]);
+    out.assert_code(3);
+    assert_eq!(out.stdout, "in-exec\n");
+    let ps = cd.ctr(&["task", "ps", &id]);
+    ps.ok();
+    assert!(ps.stdout.lines().count() >= 2, "{ps}");
+}
+
+#[test]
+fn containerd_run_tty() {
+    // ocirun's console socket is being written elsewhere; runc until it lands.
+    let cd = Containerd::new();
+    let id = test_id();
+    let flags = runtime_flags(Path::new(RUNC)).join(" ");
+    let line = format!(
+        "ctr -a {} run -t --rm {flags} {IMAGE} {id} sh -c 'tty; exit 4'",
+        cd.sock().display()
+    );
+    let mut c = Command::new("script");
+    c.args(["-qec", &line, "/dev/null"]).stdin(Stdio::null());
+    let out = run_with_timeout(c, Duration::from_secs(60));
+    out.assert_code(4);
+    assert!(out.stdout.contains("/dev/pts/"), "{out}");
+}
+
+#[test]
+fn containerd_restart_keeps_the_task_running() {
+    let rt = Runtime::from_env();
+    let mut cd = Containerd::new();
+    let id = test_id();
+    ctr_run(&cd, rt.path(), &["-d"], &id, &["sleep", "1000"]).ok();
+    cd.kill9();
+    cd.start();
+    assert_eq!(cd.task_status(&id).as_deref(), Some("RUNNING"));
+    // A new client of the shim (as a restarted daemon is) waits for the exit.
+    let address = fs::read_to_string(cd.bundle(&id).join("address")).expect("address file");
+    let client = connect(address.trim());
+    let waiter_id = id.clone();
+    let waiter = std::thread::spawn(move || wait(&client, &waiter_id));
+    std::thread::sleep(Duration::from_millis(200));
+    cd.ctr(&["task", "kill", "-s", "KILL", &id]).ok();
+    assert_eq!(waiter.join().expect("waiter").exit_status, 137);
+    assert_eq!(cd.task_status(&id).as_deref(), Some("STOPPED"));
+    cd.ctr(&["task", "rm", &id]).ok();
+    cd.ctr(&["containers", "rm", &id]).ok();
+}
+
+#[test]
+fn containerd_runc_options_select_the_runtime_binary() {
+    let cd = Containerd::new();
+    let id = test_id();
+    ctr_run(&cd, Path::new(RUNC), &["-d"], &id, &["sleep", "1000"]).ok();
+    // Our shim (standing in for containerd-shim-runc-v2) took BinaryName.
+    let saved: serde_json::Value = serde_json::from_slice(
+        &fs::read(cd.bundle(&id).join("shim-runtime.json")).expect("shim-runtime.json"),
+    )
+    .expect("JSON");
+    assert_eq!(saved["binary"], json!(RUNC));
+    let out = cd.ctr(&["task", "exec", "--exec-id", "e1", &id, "echo", "via-runc"]);
+    out.ok();
+    assert_eq!(out.stdout, "via-runc\n");
+}
