@@ -818,3 +818,93 @@ fn containerd_runc_options_select_the_runtime_binary() {
     out.ok();
     assert_eq!(out.stdout, "via-runc\n");
 }
+
+#[test]
+fn ttrpc_shim_exits_after_its_task_is_deleted_without_shutdown() {
+    let rt = Runtime::from_env();
+    let tc = TestContainer::new(&["true"]);
+    tc.save();
+    let shim = DirectShim::start(&tc);
+    let client = connect(&shim.address);
+    client
+        .create(ctx(), &create_request(&tc, rt.path(), "", ""))
+        .expect("Create");
+    client
+        .start(
+            ctx(),
+            &StartRequest {
+                id: tc.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("Start");
+    assert_eq!(wait(&client, &tc.id).exit_status, 0);
+    client
+        .delete(
+            ctx(),
+            &DeleteRequest {
+                id: tc.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("Delete");
+    drop(client);
+    wait_for(Duration::from_secs(15), "the idle shim to exit", || {
+        (!pid_alive(shim.pid)).then_some(())
+    });
+    assert!(!shim.socket().exists(), "socket left behind");
+}
+
+#[test]
+fn ttrpc_output_reader_going_away_never_blocks_the_container() {
+    let rt = Runtime::from_env();
+    // ~15 MB, far more than a pipe buffer: blocks or dies of SIGPIPE if the
+    // shim stops draining once the FIFO's reader is gone.
+    let tc = TestContainer::new(&["seq", "1", "2000000"]);
+    tc.save();
+    let fifo = tc.bundle_dir().join("stdout.fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success()
+    );
+    let reader_path = fifo.clone();
+    let reader = std::thread::spawn(move || {
+        let f = fs::File::open(&reader_path).expect("open FIFO");
+        let mut first = String::new();
+        BufReader::new(f).read_line(&mut first).expect("read FIFO");
+        first
+        // The reader closes the FIFO here, as a daemon that dies does.
+    });
+    let shim = DirectShim::start(&tc);
+    let client = connect(&shim.address);
+    client
+        .create(
+            ctx(),
+            &create_request(&tc, rt.path(), &fifo.display().to_string(), ""),
+        )
+        .expect("Create");
+    client
+        .start(
+            ctx(),
+            &StartRequest {
+                id: tc.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("Start");
+    assert_eq!(reader.join().expect("reader"), "1\n");
+    assert_eq!(wait(&client, &tc.id).exit_status, 0);
+    client
+        .delete(
+            ctx(),
+            &DeleteRequest {
+                id: tc.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("Delete");
+    let _ = client.shutdown(ctx(), &ShutdownRequest::default());
+}

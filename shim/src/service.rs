@@ -28,6 +28,9 @@ use crate::stdio::{self, ProcIo, StdioPaths};
 
 const INIT: &str = "";
 
+/// How long a shim whose task is deleted waits for Shutdown before exiting.
+const IDLE_EXIT_AFTER: Duration = Duration::from_secs(5);
+
 #[derive(Debug)]
 struct Proc {
     pid: u32,
@@ -515,6 +518,7 @@ impl Service {
             at: SystemTime::now(),
         });
         if req.exec_id.is_empty() {
+            self.exit_soon_if_idle();
             s.publisher.publish(
                 "/tasks/delete",
                 &TaskDelete {
@@ -532,6 +536,31 @@ impl Service {
             exited_at: MessageField::some(timestamp(exit.at)),
             ..Default::default()
         })
+    }
+
+    /// A shim serves one task: once its init is deleted and nothing is left,
+    /// it exits even if no Shutdown comes (containerd sends one; a lifecycle
+    /// manager that died between the two calls would not).
+    fn exit_soon_if_idle(&self) {
+        let weak = Arc::downgrade(&self.0);
+        let spawned = std::thread::Builder::new()
+            .name("idle-exit".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                std::thread::sleep(IDLE_EXIT_AFTER);
+                if let Some(s) = weak.upgrade()
+                    && lock(&s.state).procs.is_empty()
+                {
+                    let _ = s
+                        .shutdown
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .send(());
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("spawning idle-exit timer: {e}");
+        }
     }
 
     fn do_state(&self, req: StateRequest) -> Result<StateResponse> {

@@ -92,7 +92,7 @@ fn check_uri(uri: &str) -> Result<()> {
 
 /// Copies until EOF or error (a pty master reports EIO once the last slave
 /// closes, which is its EOF).
-fn pump(mut from: impl Read, mut to: impl Write) {
+fn pump(from: &mut impl Read, mut to: impl Write) {
     let mut buf = [0u8; 32 * 1024];
     loop {
         let n = match from.read(&mut buf) {
@@ -105,6 +105,17 @@ fn pump(mut from: impl Read, mut to: impl Write) {
             return;
         }
     }
+}
+
+/// Copies a process's output to `uri`. Whatever stops the copy early (the
+/// reader of a FIFO went away, a bad path), the rest is drained and dropped so
+/// the container never blocks on a full pipe nor dies of EPIPE.
+fn copy_out(mut from: impl Read, uri: &str) {
+    match open_output(uri) {
+        Ok(dest) => pump(&mut from, dest),
+        Err(e) => tracing::warn!("opening {uri}: {e}"),
+    }
+    pump(&mut from, std::io::sink());
 }
 
 /// Feeds the stdin source into the shared writer, closing it at EOF unless
@@ -174,14 +185,7 @@ pub fn prepare(paths: &StdioPaths) -> Result<Prepared> {
             prepared.child.stderr = w.into();
         }
         let uri = uri.clone();
-        let h = spawn_copy("output", move || match open_output(&uri) {
-            Ok(dest) => pump(r, dest),
-            Err(e) => {
-                tracing::warn!("opening {uri}: {e}");
-                // Keep draining so the container never blocks on a full pipe.
-                pump(r, std::io::sink());
-            }
-        })?;
+        let h = spawn_copy("output", move || copy_out(r, &uri))?;
         // Only stdout/stderr copies are awaited before Delete answers.
         prepared.io.copiers.push(h);
     }
@@ -249,13 +253,7 @@ impl Prepared {
                 .map_err(|e| ShimError::sys("dup pty master", e))?;
             let uri = self.paths.stdout.clone();
             io.copiers
-                .push(spawn_copy("output", move || match open_output(&uri) {
-                    Ok(dest) => pump(r, dest),
-                    Err(e) => {
-                        tracing::warn!("opening {uri}: {e}");
-                        pump(r, std::io::sink());
-                    }
-                })?);
+                .push(spawn_copy("output", move || copy_out(r, &uri))?);
         }
         io.console = Some(master);
         Ok(io)
