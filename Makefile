@@ -23,9 +23,9 @@ NEXTEST_PROFILE ?= $(if $(filter true 1,$(CI)),ci,default)
 
 # Test fixtures, the runtimes we compare against, GNU time (peak RSS in the bench)
 # and the C linker rustc needs.
-APT_PACKAGES := busybox-static runc crun hyperfine time util-linux gcc libc6-dev
+APT_PACKAGES := busybox-static runc crun hyperfine time util-linux gcc libc6-dev containerd
 
-.PHONY: deps build demo test bench clean
+.PHONY: deps build demo test bench bench-shim clean
 
 # Quiet and idempotent: prints nothing when everything is already there.
 deps:
@@ -72,6 +72,11 @@ test: deps
 
 bench: deps build
 	$(RELEASE)/ocibench --iterations $(ITERATIONS) --ocirun $(RELEASE)/ocirun
+
+# Idle shim memory (RSS/PSS/USS per shim, 20 containers) next to Debian's
+# containerd-shim-runc-v2, under a private containerd.
+bench-shim: deps build
+	shim/bench/memory.sh $(RELEASE)/shim $(or $(SHIMS),20)
 
 clean:
 	$(CARGO) clean
