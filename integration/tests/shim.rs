@@ -908,3 +908,71 @@ fn ttrpc_output_reader_going_away_never_blocks_the_container() {
         .expect("Delete");
     let _ = client.shutdown(ctx(), &ShutdownRequest::default());
 }
+
+#[test]
+fn ttrpc_output_written_while_nobody_reads_reaches_the_next_reader() {
+    let rt = Runtime::from_env();
+    let tc = TestContainer::new(&[
+        "sh",
+        "-c",
+        "echo first; sleep 1; seq 2 1000; sleep 1; echo last",
+    ]);
+    tc.save();
+    let fifo = tc.bundle_dir().join("stdout.fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success()
+    );
+    let reader_path = fifo.clone();
+    let reader = std::thread::spawn(move || {
+        let mut first = String::new();
+        {
+            let f = fs::File::open(&reader_path).expect("open FIFO");
+            BufReader::new(f).read_line(&mut first).expect("read FIFO");
+            // Gone, as a daemon that dies is, while the container writes on.
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        let f = fs::File::open(&reader_path).expect("reopen FIFO");
+        let rest: Vec<String> = BufReader::new(f)
+            .lines()
+            .map(|l| l.expect("read FIFO"))
+            .collect();
+        (first, rest)
+    });
+    let shim = DirectShim::start(&tc);
+    let client = connect(&shim.address);
+    client
+        .create(
+            ctx(),
+            &create_request(&tc, rt.path(), &fifo.display().to_string(), ""),
+        )
+        .expect("Create");
+    client
+        .start(
+            ctx(),
+            &StartRequest {
+                id: tc.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("Start");
+    assert_eq!(wait(&client, &tc.id).exit_status, 0);
+    let (first, rest) = reader.join().expect("reader");
+    assert_eq!(first, "first\n");
+    let mut want: Vec<String> = (2..=1000).map(|i| i.to_string()).collect();
+    want.push("last".into());
+    assert_eq!(rest, want);
+    client
+        .delete(
+            ctx(),
+            &DeleteRequest {
+                id: tc.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("Delete");
+    let _ = client.shutdown(ctx(), &ShutdownRequest::default());
+}

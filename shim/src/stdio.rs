@@ -3,9 +3,12 @@
 //! itself); for tty processes, the pty master received over the console
 //! socket. Copies run on small threads so that no daemon sits in the path.
 
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::mem::MaybeUninit;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 
 use crate::error::{Result, ShimError};
@@ -107,15 +111,129 @@ fn pump(from: &mut impl Read, mut to: impl Write) {
     }
 }
 
-/// Copies a process's output to `uri`. Whatever stops the copy early (the
-/// reader of a FIFO went away, a bad path), the rest is drained and dropped so
-/// the container never blocks on a full pipe nor dies of EPIPE.
-fn copy_out(mut from: impl Read, uri: &str) {
-    match open_output(uri) {
-        Ok(dest) => pump(&mut from, dest),
-        Err(e) => tracing::warn!("opening {uri}: {e}"),
+/// Output held for a FIFO while nobody reads it (the daemon is down), per
+/// stream; beyond this the oldest bytes are dropped, so the container never
+/// blocks and at most this much of the newest output waits for a reader.
+pub const HOLD_BOUND: usize = 1 << 20;
+
+/// How often a FIFO without a reader is retried while output is held.
+const REOPEN_EVERY: Duration = Duration::from_millis(100);
+
+/// Copies a process's output to `uri`: a FIFO is written through a reader
+/// that may come and go (see [`HOLD_BOUND`]); anything else is appended to.
+/// Whatever stops the copy early, the rest is drained so the container never
+/// blocks on a full pipe nor dies of EPIPE.
+fn copy_out(mut from: impl Read + AsFd, uri: &str) {
+    let is_fifo =
+        !uri.contains("://") && std::fs::metadata(uri).is_ok_and(|m| m.file_type().is_fifo());
+    if is_fifo {
+        copy_to_fifo(&mut from, uri);
+    } else {
+        match open_output(uri) {
+            Ok(dest) => pump(&mut from, dest),
+            Err(e) => tracing::warn!("opening {uri}: {e}"),
+        }
     }
     pump(&mut from, std::io::sink());
+}
+
+/// Opens a FIFO for writing only if someone reads it now (ENXIO otherwise),
+/// then makes writes blocking: a live reader gets ordinary backpressure.
+fn open_fifo_if_read(path: &str) -> Option<File> {
+    let f = OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    nix::fcntl::fcntl(
+        &f,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+    )
+    .ok()?;
+    Some(f)
+}
+
+/// Writes all of `buf`; on failure (the reader went away) returns how much was written.
+fn write_fully(dest: &mut File, buf: &[u8]) -> std::result::Result<(), usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match dest.write(&buf[done..]) {
+            Ok(0) => return Err(done),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(done),
+        }
+    }
+    Ok(())
+}
+
+fn copy_to_fifo(from: &mut (impl Read + AsFd), path: &str) {
+    let mut dest = open_fifo_if_read(path);
+    let mut held: VecDeque<u8> = VecDeque::new();
+    let mut dropped: u64 = 0;
+    let mut buf = [0u8; 32 * 1024];
+    let hold = |held: &mut VecDeque<u8>, dropped: &mut u64, data: &[u8]| {
+        held.extend(data);
+        let over = held.len().saturating_sub(HOLD_BOUND);
+        if over > 0 {
+            held.drain(..over);
+            *dropped += over as u64;
+        }
+    };
+    loop {
+        if dest.is_none() && !held.is_empty() {
+            dest = open_fifo_if_read(path);
+            if let Some(d) = dest.as_mut() {
+                if dropped > 0 {
+                    tracing::warn!("{path}: dropped {dropped} bytes while nobody read it");
+                    dropped = 0;
+                }
+                let (a, b) = held.as_slices();
+                let pending = [a, b].concat();
+                held.clear();
+                if let Err(done) = write_fully(d, &pending) {
+                    dest = None;
+                    hold(&mut held, &mut dropped, &pending[done..]);
+                }
+            }
+        }
+        if dest.is_none() && !held.is_empty() {
+            // Wake up to retry the reader even when the process is quiet.
+            let mut fds = [PollFd::new(from.as_fd(), PollFlags::POLLIN)];
+            let timeout = PollTimeout::try_from(REOPEN_EVERY).unwrap_or(PollTimeout::MAX);
+            if matches!(
+                poll(&mut fds, timeout),
+                Ok(0) | Err(nix::errno::Errno::EINTR)
+            ) {
+                continue;
+            }
+        }
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        match dest.as_mut() {
+            Some(d) => {
+                if let Err(done) = write_fully(d, &buf[..n]) {
+                    dest = None;
+                    hold(&mut held, &mut dropped, &buf[done..n]);
+                }
+            }
+            None => hold(&mut held, &mut dropped, &buf[..n]),
+        }
+    }
+    // The process is done: give a reader that is coming back a last chance.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while !held.is_empty() && Instant::now() < deadline {
+        if let Some(mut d) = open_fifo_if_read(path) {
+            let (a, b) = held.as_slices();
+            let _ = write_fully(&mut d, &[a, b].concat());
+            return;
+        }
+        std::thread::sleep(REOPEN_EVERY);
+    }
 }
 
 /// Feeds the stdin source into the shared writer, closing it at EOF unless
