@@ -976,3 +976,79 @@ fn ttrpc_output_written_while_nobody_reads_reaches_the_next_reader() {
         .expect("Delete");
     let _ = client.shutdown(ctx(), &ShutdownRequest::default());
 }
+
+#[test]
+fn ttrpc_jsonfile_log_is_written_by_the_shim_with_rotation() {
+    let rt = Runtime::from_env();
+    let tc = TestContainer::new(&["sh", "-c", "seq 1 500; sleep 0.5; echo oops >&2"]);
+    tc.save();
+    let log = tc.bundle_dir().join("logs/c.log");
+    let uri = format!("jsonfile://{}?max-size=2k&max-file=2", log.display());
+    let shim = DirectShim::start(&tc);
+    let client = connect(&shim.address);
+    client
+        .create(ctx(), &create_request(&tc, rt.path(), &uri, &uri))
+        .expect("Create");
+    client
+        .start(
+            ctx(),
+            &StartRequest {
+                id: tc.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("Start");
+    assert_eq!(wait(&client, &tc.id).exit_status, 0);
+    client
+        .delete(
+            ctx(),
+            &DeleteRequest {
+                id: tc.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("Delete");
+    let _ = client.shutdown(ctx(), &ShutdownRequest::default());
+    let rotated = tc.bundle_dir().join("logs/c.log.1");
+    assert!(rotated.exists(), "no rotation happened");
+    assert!(
+        !tc.bundle_dir().join("logs/c.log.2").exists(),
+        "max-file=2 exceeded"
+    );
+    let mut entries = Vec::new();
+    for f in [&rotated, &log] {
+        let text = fs::read_to_string(f).expect("log file");
+        assert!(
+            text.len() <= 2048,
+            "{} is {} bytes",
+            f.display(),
+            text.len()
+        );
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("a JSON entry per line");
+            assert!(v["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{v}");
+            entries.push(v);
+        }
+    }
+    let stdout: Vec<&str> = entries
+        .iter()
+        .filter(|v| v["stream"] == "stdout")
+        .filter_map(|v| v["log"].as_str())
+        .collect();
+    // The newest entries survive rotation, in order, ending with 500.
+    assert_eq!(stdout.last(), Some(&"500\n"));
+    let nums: Vec<u32> = stdout
+        .iter()
+        .map(|l| l.trim().parse().expect("number"))
+        .collect();
+    assert!(
+        nums.windows(2).all(|w| w[1] == w[0] + 1),
+        "out of order: {nums:?}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|v| v["stream"] == "stderr" && v["log"] == "oops\n"),
+        "stderr entry missing"
+    );
+}

@@ -6,6 +6,7 @@
 mod cli;
 mod error;
 mod events;
+mod jsonlog;
 mod mount;
 mod reaper;
 mod runtime;

@@ -20,6 +20,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 
 use crate::error::{Result, ShimError};
+use crate::jsonlog::{self, JsonLog};
 use crate::runtime::ChildStdio;
 
 const COPY_STACK: usize = 64 * 1024;
@@ -86,7 +87,7 @@ fn open_output(uri: &str) -> std::io::Result<File> {
 }
 
 fn check_uri(uri: &str) -> Result<()> {
-    if uri.contains("://") && !uri.starts_with("file://") {
+    if uri.contains("://") && !uri.starts_with("file://") && !JsonLog::is_uri(uri) {
         return Err(ShimError::InvalidArgument(format!(
             "unsupported stdio URI {uri}"
         )));
@@ -257,6 +258,55 @@ fn pump_stdin(source: String, sink: Arc<Mutex<Option<File>>>) {
     sink.lock().unwrap_or_else(|p| p.into_inner()).take();
 }
 
+/// Where one output stream goes.
+enum Sink {
+    Uri(String),
+    Json(Arc<Mutex<JsonLog>>, &'static str),
+}
+
+impl Sink {
+    fn copy(self, from: impl Read + AsFd) {
+        match self {
+            Sink::Uri(uri) => copy_out(from, &uri),
+            Sink::Json(log, stream) => jsonlog::copy(from, log, stream),
+        }
+    }
+}
+
+/// The sinks for stdout and stderr; one json log is shared when both name it.
+fn sinks(paths: &StdioPaths) -> Result<(Option<Sink>, Option<Sink>)> {
+    let open = |uri: &str| {
+        JsonLog::open(uri)
+            .map(|l| Arc::new(Mutex::new(l)))
+            .map_err(|e| ShimError::InvalidArgument(format!("opening {uri}: {e}")))
+    };
+    let mut shared: Option<Arc<Mutex<JsonLog>>> = None;
+    let mut sink = |uri: &str, stream: &'static str| -> Result<Option<Sink>> {
+        if uri.is_empty() {
+            return Ok(None);
+        }
+        if !JsonLog::is_uri(uri) {
+            return Ok(Some(Sink::Uri(uri.to_string())));
+        }
+        let log = match (&shared, uri == paths.stdout && uri == paths.stderr) {
+            (Some(l), true) => l.clone(),
+            _ => {
+                let l = open(uri)?;
+                shared = Some(l.clone());
+                l
+            }
+        };
+        Ok(Some(Sink::Json(log, stream)))
+    };
+    let out = sink(&paths.stdout, "stdout")?;
+    let err = if paths.terminal {
+        None
+    } else {
+        sink(&paths.stderr, "stderr")?
+    };
+    Ok((out, err))
+}
+
 static CONSOLE_SEQ: AtomicU64 = AtomicU64::new(0);
 
 pub fn prepare(paths: &StdioPaths) -> Result<Prepared> {
@@ -292,18 +342,18 @@ pub fn prepare(paths: &StdioPaths) -> Result<Prepared> {
             .copiers
             .push(spawn_copy("stdin", move || pump_stdin(source, sink))?);
     }
-    for (which, uri) in [(1, &paths.stdout), (2, &paths.stderr)] {
-        if uri.is_empty() {
+    let (out_sink, err_sink) = sinks(paths)?;
+    for (which, sink) in [(1, out_sink), (2, err_sink)] {
+        let Some(sink) = sink else {
             continue;
-        }
+        };
         let (r, w) = std::io::pipe().map_err(|e| ShimError::sys("pipe", e))?;
         if which == 1 {
             prepared.child.stdout = w.into();
         } else {
             prepared.child.stderr = w.into();
         }
-        let uri = uri.clone();
-        let h = spawn_copy("output", move || copy_out(r, &uri))?;
+        let h = spawn_copy("output", move || sink.copy(r))?;
         // Only stdout/stderr copies are awaited before Delete answers.
         prepared.io.copiers.push(h);
     }
@@ -365,13 +415,11 @@ impl Prepared {
             io.copiers
                 .push(spawn_copy("stdin", move || pump_stdin(source, sink))?);
         }
-        if !self.paths.stdout.is_empty() {
+        if let (Some(sink), _) = sinks(&self.paths)? {
             let r = master
                 .try_clone()
                 .map_err(|e| ShimError::sys("dup pty master", e))?;
-            let uri = self.paths.stdout.clone();
-            io.copiers
-                .push(spawn_copy("output", move || copy_out(r, &uri))?);
+            io.copiers.push(spawn_copy("output", move || sink.copy(r))?);
         }
         io.console = Some(master);
         Ok(io)
