@@ -1052,3 +1052,120 @@ fn ttrpc_jsonfile_log_is_written_by_the_shim_with_rotation() {
         "stderr entry missing"
     );
 }
+
+/// A stand-in for containerd's publish binary: fails its first call (the
+/// daemon is "down"), then records each event's arguments and payload.
+fn fake_publisher(dir: &Path) -> PathBuf {
+    let script = dir.join("publish.sh");
+    let events = dir.join("events");
+    fs::create_dir_all(&events).expect("events dir");
+    let text = format!(
+        "#!/bin/sh\nd={ev}\nif [ ! -e $d/.up ]; then touch $d/.up; cat >/dev/null; exit 1; fi\n\
+         n=$(ls $d | wc -l)\nn=$(printf %03d $n)\necho \"$@\" > $d/$n.args\ncat > $d/$n.bin\n",
+        ev = events.display()
+    );
+    fs::write(&script, text).expect("write publish.sh");
+    let mut perm = fs::metadata(&script).expect("stat").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    fs::set_permissions(&script, perm).expect("chmod");
+    events
+}
+
+#[test]
+fn ttrpc_events_go_through_the_publish_binary_with_retries() {
+    let rt = Runtime::from_env();
+    let tc = TestContainer::new(&["sh", "-c", "exit 6"]);
+    tc.save();
+    let events = fake_publisher(tc.bundle_dir());
+    let publish = tc.bundle_dir().join("publish.sh");
+    let mut cmd = Command::new(shim_bin());
+    cmd.args([
+        "-namespace",
+        "evns",
+        "-id",
+        &tc.id,
+        "-address",
+        "/fake/containerd.sock",
+    ])
+    .arg("-publish-binary")
+    .arg(&publish)
+    .arg("start")
+    .current_dir(tc.bundle_dir())
+    .stdin(Stdio::null());
+    let out = run_with_timeout(cmd, Duration::from_secs(20));
+    out.ok();
+    let shim = DirectShim {
+        address: out.stdout.trim().to_string(),
+        pid: fs::read_to_string(tc.bundle_dir().join("shim.pid"))
+            .expect("shim.pid")
+            .trim()
+            .parse()
+            .expect("pid"),
+    };
+    let client = connect(&shim.address);
+    client
+        .create(ctx(), &create_request(&tc, rt.path(), "", ""))
+        .expect("Create");
+    client
+        .start(
+            ctx(),
+            &StartRequest {
+                id: tc.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("Start");
+    assert_eq!(wait(&client, &tc.id).exit_status, 6);
+    client
+        .delete(
+            ctx(),
+            &DeleteRequest {
+                id: tc.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("Delete");
+    let topics = wait_for(Duration::from_secs(15), "four events", || {
+        let mut args: Vec<String> = fs::read_dir(&events)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "args"))
+            .map(|p| p.display().to_string())
+            .collect();
+        args.sort();
+        (args.len() >= 4).then_some(args)
+    });
+    let mut seen = Vec::new();
+    for args_path in &topics {
+        let args = fs::read_to_string(args_path).expect("args");
+        let words: Vec<&str> = args.split_whitespace().collect();
+        assert_eq!(
+            &words[..3],
+            ["--address", "/fake/containerd.sock", "publish"],
+            "{args}"
+        );
+        assert!(args.contains("--namespace evns"), "{args}");
+        let topic = words[words.iter().position(|w| *w == "--topic").expect("--topic") + 1];
+        let any =
+            Any::parse_from_bytes(&fs::read(args_path.replace(".args", ".bin")).expect("payload"))
+                .expect("an Any on stdin");
+        if topic == "/tasks/exit" {
+            assert_eq!(any.type_url, "containerd.events.TaskExit");
+            let exit = proto::events::TaskExit::parse_from_bytes(&any.value).expect("TaskExit");
+            assert_eq!(exit.container_id, tc.id);
+            assert_eq!(exit.exit_status, 6);
+        }
+        seen.push(topic.to_string());
+    }
+    assert_eq!(
+        seen,
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exit",
+            "/tasks/delete"
+        ]
+    );
+    let _ = client.shutdown(ctx(), &ShutdownRequest::default());
+}

@@ -40,6 +40,10 @@ struct Proc {
     io: ProcIo,
     /// The exec's process.json (runtime-spec Process), until Start.
     spec: Vec<u8>,
+    /// Start is under way: an exit now is recorded but its event waits, so
+    /// that containerd sees TaskStart before TaskExit.
+    starting: bool,
+    exit_published: bool,
 }
 
 #[derive(Debug, Default)]
@@ -200,6 +204,25 @@ impl Shared {
             tracing::warn!("writing {}: {e}", path.display());
         }
         tracing::info!(exec_id, pid, status = exit.status, "process exited");
+        if !p.starting {
+            p.exit_published = true;
+            self.publish_exit(exec_id, pid, exit);
+        }
+        self.cond.notify_all();
+    }
+
+    /// Publishes an exit that waited for its TaskStart.
+    fn publish_pending_exit(&self, st: &mut State, exec_id: &str) {
+        if let Some(p) = st.procs.get_mut(exec_id)
+            && let Some(exit) = p.exit
+            && !p.exit_published
+        {
+            p.exit_published = true;
+            self.publish_exit(exec_id, p.pid, exit);
+        }
+    }
+
+    fn publish_exit(&self, exec_id: &str, pid: u32, exit: Exit) {
         self.publisher.publish(
             "/tasks/exit",
             &TaskExit {
@@ -215,7 +238,6 @@ impl Shared {
                 ..Default::default()
             },
         );
-        self.cond.notify_all();
     }
 }
 
@@ -341,28 +363,31 @@ impl Service {
                     paths,
                     io,
                     spec: Vec::new(),
+                    starting: false,
+                    exit_published: false,
+                },
+            );
+            // TaskCreate first: an init that dies at once must not report its exit before it.
+            s.publisher.publish(
+                "/tasks/create",
+                &TaskCreate {
+                    container_id: req.id.clone(),
+                    bundle: bundle.display().to_string(),
+                    rootfs: req.rootfs.clone(),
+                    io: MessageField::some(TaskIO {
+                        stdin: req.stdin.clone(),
+                        stdout: req.stdout.clone(),
+                        stderr: req.stderr.clone(),
+                        terminal: req.terminal,
+                        ..Default::default()
+                    }),
+                    pid,
+                    ..Default::default()
                 },
             );
             s.claim_exit(&mut st, INIT);
         }
         tracing::info!(pid, "created");
-        s.publisher.publish(
-            "/tasks/create",
-            &TaskCreate {
-                container_id: req.id.clone(),
-                bundle: bundle.display().to_string(),
-                rootfs: req.rootfs.clone(),
-                io: MessageField::some(TaskIO {
-                    stdin: req.stdin.clone(),
-                    stdout: req.stdout.clone(),
-                    stderr: req.stderr.clone(),
-                    terminal: req.terminal,
-                    ..Default::default()
-                }),
-                pid,
-                ..Default::default()
-            },
-        );
         Ok(CreateTaskResponse {
             pid,
             ..Default::default()
@@ -377,30 +402,37 @@ impl Service {
             {
                 let mut st = lock(&s.state);
                 let p = get(&mut st, &req.id, INIT)?;
-                if p.status != Status::CREATED {
+                if p.status != Status::CREATED || p.starting {
                     return Err(ShimError::FailedPrecondition(format!(
                         "container {} is not in created state",
                         req.id
                     )));
                 }
+                p.starting = true;
             }
-            rt.run(&s.reaper, &["start", &req.id], None)?;
+            let ran = rt.run(&s.reaper, &["start", &req.id], None);
             let pid = {
                 let mut st = lock(&s.state);
                 let p = get(&mut st, &req.id, INIT)?;
-                if p.exit.is_none() {
-                    p.status = Status::RUNNING;
+                p.starting = false;
+                let pid = p.pid;
+                if ran.is_ok() {
+                    if p.exit.is_none() {
+                        p.status = Status::RUNNING;
+                    }
+                    s.publisher.publish(
+                        "/tasks/start",
+                        &TaskStart {
+                            container_id: req.id.clone(),
+                            pid,
+                            ..Default::default()
+                        },
+                    );
                 }
-                p.pid
+                s.publish_pending_exit(&mut st, INIT);
+                pid
             };
-            s.publisher.publish(
-                "/tasks/start",
-                &TaskStart {
-                    container_id: req.id.clone(),
-                    pid,
-                    ..Default::default()
-                },
-            );
+            ran?;
             return Ok(StartResponse {
                 pid,
                 ..Default::default()
@@ -452,17 +484,18 @@ impl Service {
             p.pid = pid;
             p.status = Status::RUNNING;
             p.io = io;
+            // Published before the exit can be claimed, so it always comes first.
+            s.publisher.publish(
+                "/tasks/exec-started",
+                &TaskExecStarted {
+                    container_id: req.id.clone(),
+                    exec_id: req.exec_id.clone(),
+                    pid,
+                    ..Default::default()
+                },
+            );
             s.claim_exit(&mut st, &req.exec_id);
         }
-        s.publisher.publish(
-            "/tasks/exec-started",
-            &TaskExecStarted {
-                container_id: req.id.clone(),
-                exec_id: req.exec_id.clone(),
-                pid,
-                ..Default::default()
-            },
-        );
         Ok(StartResponse {
             pid,
             ..Default::default()
@@ -660,6 +693,8 @@ impl Service {
                         .as_ref()
                         .map(|a| a.value.clone())
                         .unwrap_or_default(),
+                    starting: false,
+                    exit_published: false,
                 },
             );
         }
