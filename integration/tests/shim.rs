@@ -1169,3 +1169,84 @@ fn ttrpc_events_go_through_the_publish_binary_with_retries() {
     );
     let _ = client.shutdown(ctx(), &ShutdownRequest::default());
 }
+
+/// Topics recorded by [`fake_publisher`], in order.
+fn published_topics(events: &Path) -> Vec<String> {
+    let mut args: Vec<PathBuf> = fs::read_dir(events)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    args.retain(|p| p.extension().is_some_and(|x| x == "args"));
+    args.sort();
+    args.iter()
+        .filter_map(|p| {
+            let text = fs::read_to_string(p).ok()?;
+            let words: Vec<String> = text.split_whitespace().map(str::to_string).collect();
+            let i = words.iter().position(|w| w == "--topic")?;
+            words.get(i + 1).cloned()
+        })
+        .collect()
+}
+
+#[test]
+fn ttrpc_oom_kill_is_published_before_the_exit() {
+    let rt = Runtime::from_env();
+    let mut tc = TestContainer::new(&["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]);
+    tc.config()["linux"]["resources"]["memory"] = json!({ "limit": 16 * 1024 * 1024 });
+    tc.save();
+    let events = fake_publisher(tc.bundle_dir());
+    // The fake publisher fails its first call; make it succeed from the start.
+    fs::write(events.join(".up"), "").expect("mark publisher up");
+    let mut cmd = Command::new(shim_bin());
+    cmd.args(["-namespace", "it", "-id", &tc.id, "-address", "/fake.sock"])
+        .arg("-publish-binary")
+        .arg(tc.bundle_dir().join("publish.sh"))
+        .arg("start")
+        .current_dir(tc.bundle_dir())
+        .stdin(Stdio::null());
+    let out = run_with_timeout(cmd, Duration::from_secs(20));
+    out.ok();
+    let shim = DirectShim {
+        address: out.stdout.trim().to_string(),
+        pid: fs::read_to_string(tc.bundle_dir().join("shim.pid"))
+            .expect("shim.pid")
+            .trim()
+            .parse()
+            .expect("pid"),
+    };
+    let client = connect(&shim.address);
+    client
+        .create(ctx(), &create_request(&tc, rt.path(), "", ""))
+        .expect("Create");
+    client
+        .start(
+            ctx(),
+            &StartRequest {
+                id: tc.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("Start");
+    assert_eq!(
+        wait(&client, &tc.id).exit_status,
+        137,
+        "dd was not OOM-killed"
+    );
+    let topics = wait_for(Duration::from_secs(10), "the exit event", || {
+        let t = published_topics(&events);
+        t.iter().any(|t| t == "/tasks/exit").then_some(t)
+    });
+    assert_eq!(
+        topics,
+        ["/tasks/create", "/tasks/start", "/tasks/oom", "/tasks/exit"]
+    );
+    client
+        .delete(
+            ctx(),
+            &DeleteRequest {
+                id: tc.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("Delete");
+    let _ = client.shutdown(ctx(), &ShutdownRequest::default());
+}

@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use proto::events::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskPaused,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused,
     TaskResumed, TaskStart,
 };
 use proto::shim::*;
@@ -50,6 +50,21 @@ struct Proc {
 struct State {
     runtime: Option<Runtime>,
     procs: HashMap<String, Proc>,
+    /// The container's cgroup, to tell OOM kills apart (None: unknown layout).
+    cgroup: Option<cgroups::Cgroup>,
+    oom_kills: u64,
+}
+
+/// The cgroup the runtime put the container in, from config.json.
+fn container_cgroup(bundle: &Path, id: &str) -> Option<cgroups::Cgroup> {
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).ok()?).ok()?;
+    let path = config
+        .pointer("/linux/cgroupsPath")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    let layout = cgroups::Layout::detect().ok()?;
+    cgroups::Cgroup::new(&layout, path, id).ok()
 }
 
 #[derive(Debug)]
@@ -204,7 +219,25 @@ impl Shared {
             tracing::warn!("writing {}: {e}", path.display());
         }
         tracing::info!(exec_id, pid, status = exit.status, "process exited");
-        if !p.starting {
+        let starting = p.starting;
+        // An OOM kill is reported before the exit it caused. Checked at each
+        // exit (not through an eventfd) so that no thread waits per container.
+        if let Some(kills) = st.cgroup.as_ref().and_then(|c| c.oom_kill_count().ok())
+            && kills > st.oom_kills
+        {
+            st.oom_kills = kills;
+            self.publisher.publish(
+                "/tasks/oom",
+                &TaskOOM {
+                    container_id: self.id.clone(),
+                    ..Default::default()
+                },
+            );
+        }
+        let Some(p) = st.procs.get_mut(exec_id) else {
+            return;
+        };
+        if !starting {
             p.exit_published = true;
             self.publish_exit(exec_id, pid, exit);
         }
@@ -354,6 +387,12 @@ impl Service {
         {
             let mut st = lock(&s.state);
             st.runtime = Some(rt);
+            st.cgroup = container_cgroup(&bundle, &req.id);
+            st.oom_kills = st
+                .cgroup
+                .as_ref()
+                .and_then(|c| c.oom_kill_count().ok())
+                .unwrap_or(0);
             st.procs.insert(
                 INIT.to_string(),
                 Proc {
