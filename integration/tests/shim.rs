@@ -765,6 +765,46 @@ fn containerd_task_exec() {
 }
 
 #[test]
+fn containerd_stdin_reaches_the_container_and_closes() {
+    let rt = Runtime::from_env();
+    let cd = Containerd::new();
+    let id = test_id();
+    let input = cd.dir.path().join("input.txt");
+    fs::write(&input, "line one\nline two\n").expect("input");
+    let flags = runtime_flags(rt.path());
+    let mut c = Command::new("ctr");
+    c.arg("-a")
+        .arg(cd.sock())
+        .args(["run", "--rm"])
+        .args(&flags)
+        .args([IMAGE, &id, "sh", "-c", "cat; echo done"])
+        .stdin(fs::File::open(&input).expect("open input"));
+    let out = run_with_timeout(c, Duration::from_secs(60));
+    out.ok();
+    assert_eq!(out.stdout, "line one\nline two\ndone\n");
+}
+
+#[test]
+fn containerd_task_ps_lists_the_container_processes() {
+    let rt = Runtime::from_env();
+    let cd = Containerd::new();
+    let id = test_id();
+    ctr_run(
+        &cd,
+        rt.path(),
+        &["-d"],
+        &id,
+        &["sh", "-c", "sleep 1000 & sleep 1000"],
+    )
+    .ok();
+    let ps = wait_for(Duration::from_secs(10), "two processes in task ps", || {
+        let ps = cd.ctr(&["task", "ps", &id]);
+        (ps.success() && ps.stdout.lines().count() >= 3).then_some(ps)
+    });
+    assert!(ps.stdout.starts_with("PID"), "{ps}");
+}
+
+#[test]
 fn containerd_run_tty() {
     // ocirun's console socket is being written elsewhere; runc until it lands.
     let cd = Containerd::new();

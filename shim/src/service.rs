@@ -750,18 +750,31 @@ impl Service {
 
     fn do_pids(&self, req: PidsRequest) -> Result<PidsResponse> {
         let s = &self.0;
-        let known: HashMap<u32, String> = lock(&s.state)
-            .procs
-            .iter()
-            .filter(|(_, p)| p.pid != 0 && p.exit.is_none())
-            .map(|(k, p)| (p.pid, k.clone()))
-            .collect();
-        let pids: Vec<u32> = self
-            .runtime()
-            .and_then(|rt| rt.run(&s.reaper, &["ps", "--format", "json", &req.id], None))
-            .ok()
-            .and_then(|out| serde_json::from_slice(&out).ok())
-            .unwrap_or_else(|| known.keys().copied().collect());
+        let (known, in_cgroup) = {
+            let st = lock(&s.state);
+            let known: HashMap<u32, String> = st
+                .procs
+                .iter()
+                .filter(|(_, p)| p.pid != 0 && p.exit.is_none())
+                .map(|(k, p)| (p.pid, k.clone()))
+                .collect();
+            // The cgroup lists every process without running anything.
+            let in_cgroup = st
+                .cgroup
+                .as_ref()
+                .and_then(|c| c.procs().ok())
+                .filter(|p| !p.is_empty());
+            (known, in_cgroup)
+        };
+        let pids: Vec<u32> = match in_cgroup {
+            Some(p) => p.into_iter().map(|p| p as u32).collect(),
+            None => self
+                .runtime()
+                .and_then(|rt| rt.run(&s.reaper, &["ps", "--format", "json", &req.id], None))
+                .ok()
+                .and_then(|out| serde_json::from_slice(&out).ok())
+                .unwrap_or_else(|| known.keys().copied().collect()),
+        };
         let mut processes = Vec::new();
         for pid in pids {
             let mut info = ProcessInfo {
