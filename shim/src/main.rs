@@ -169,7 +169,7 @@ fn serve(flags: &Flags) -> anyhow::Result<()> {
         .register_service(proto::shim_ttrpc::create_task(Arc::new(service)))
         .set_thread_count_default(2)
         .set_thread_count_min(1)
-        .set_thread_count_max(4);
+        .set_thread_count_max(3);
     server.start().context("starting the ttrpc server")?;
     common::atomic_write(&bundle.join("address"), address.as_bytes(), 0o644)
         .context("writing the address file")?;
