@@ -1290,3 +1290,62 @@ fn ttrpc_oom_kill_is_published_before_the_exit() {
         .expect("Delete");
     let _ = client.shutdown(ctx(), &ShutdownRequest::default());
 }
+
+#[test]
+fn ttrpc_binary_logger_gets_the_process_output() {
+    let rt = Runtime::from_env();
+    let tc = TestContainer::new(&["sh", "-c", "echo to-out; echo to-err >&2; exit 2"]);
+    tc.save();
+    let dir = tc.bundle_dir().join("logger");
+    fs::create_dir_all(&dir).expect("logger dir");
+    let logger = dir.join("logger.sh");
+    fs::write(
+        &logger,
+        format!(
+            "#!/bin/sh\nd={}\necho \"$CONTAINER_NAMESPACE/$CONTAINER_ID $*\" > $d/meta\n\
+             exec 5>&-\ncat <&3 > $d/out &\ncat <&4 > $d/err &\nwait\n",
+            dir.display()
+        ),
+    )
+    .expect("logger script");
+    let mut perm = fs::metadata(&logger).expect("stat").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    fs::set_permissions(&logger, perm).expect("chmod");
+    let uri = format!("binary://{}?mode=test&flag", logger.display());
+    let shim = DirectShim::start(&tc);
+    let client = connect(&shim.address);
+    client
+        .create(ctx(), &create_request(&tc, rt.path(), &uri, &uri))
+        .expect("Create");
+    client
+        .start(
+            ctx(),
+            &StartRequest {
+                id: tc.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("Start");
+    assert_eq!(wait(&client, &tc.id).exit_status, 2);
+    client
+        .delete(
+            ctx(),
+            &DeleteRequest {
+                id: tc.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("Delete");
+    let _ = client.shutdown(ctx(), &ShutdownRequest::default());
+    wait_for(
+        Duration::from_secs(10),
+        "the logger to write both streams",
+        || {
+            let out = fs::read_to_string(dir.join("out")).ok()?;
+            let err = fs::read_to_string(dir.join("err")).ok()?;
+            (out == "to-out\n" && err == "to-err\n").then_some(())
+        },
+    );
+    let meta = fs::read_to_string(dir.join("meta")).expect("meta");
+    assert_eq!(meta.trim(), format!("it/{} mode test flag", tc.id));
+}

@@ -360,7 +360,7 @@ impl Service {
             terminal: req.terminal,
         };
         let result = (|| {
-            let mut prepared = stdio::prepare(&paths)?;
+            let mut prepared = stdio::prepare(&paths, &s.id, &s.namespace)?;
             let pid_file = bundle.join("init.pid");
             let bundle_s = bundle.display().to_string();
             let pid_s = pid_file.display().to_string();
@@ -491,7 +491,7 @@ impl Service {
         let spec_file = s.bundle.join(format!("exec-{}.json", req.exec_id));
         let pid_file = s.bundle.join(format!("exec-{}.pid", req.exec_id));
         std::fs::write(&spec_file, &spec).map_err(|e| ShimError::io("writing", &spec_file, e))?;
-        let mut prepared = stdio::prepare(&paths)?;
+        let mut prepared = stdio::prepare(&paths, &s.id, &s.namespace)?;
         let spec_s = spec_file.display().to_string();
         let pid_s = pid_file.display().to_string();
         let console = prepared

@@ -11,6 +11,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -87,7 +88,11 @@ fn open_output(uri: &str) -> std::io::Result<File> {
 }
 
 fn check_uri(uri: &str) -> Result<()> {
-    if uri.contains("://") && !uri.starts_with("file://") && !JsonLog::is_uri(uri) {
+    if uri.contains("://")
+        && !uri.starts_with("file://")
+        && !uri.starts_with("binary://")
+        && !JsonLog::is_uri(uri)
+    {
         return Err(ShimError::InvalidArgument(format!(
             "unsupported stdio URI {uri}"
         )));
@@ -309,9 +314,77 @@ fn sinks(paths: &StdioPaths) -> Result<(Option<Sink>, Option<Sink>)> {
 
 static CONSOLE_SEQ: AtomicU64 = AtomicU64::new(0);
 
-pub fn prepare(paths: &StdioPaths) -> Result<Prepared> {
+/// Moves the pipes from fds 0-2 to 3 (stdout), 4 (stderr) and 5 (ready),
+/// as containerd's logging binaries expect, without code in the forked child.
+const LOGGER_FDS: &str =
+    "exec 3<&0 4<&1 5>&2 </dev/null >/dev/null 2>/dev/null; exec \"$0\" \"$@\"";
+
+/// How long a logging binary may take to close its ready fd.
+const LOGGER_READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts a `binary:///path?k=v` logger (containerd's protocol: the process's
+/// stdout and stderr pipes on fds 3 and 4, a pipe it closes when ready on fd
+/// 5, CONTAINER_ID and CONTAINER_NAMESPACE set; query pairs become arguments)
+/// and returns the write ends for the process.
+fn spawn_binary_logger(uri: &str, id: &str, namespace: &str) -> Result<(Stdio, Stdio)> {
+    let rest = uri.strip_prefix("binary://").unwrap_or(uri);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut args = Vec::new();
+    for kv in query.split('&').filter(|kv| !kv.is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        args.push(k.to_string());
+        if !v.is_empty() {
+            args.push(v.to_string());
+        }
+    }
+    let (out_r, out_w) = std::io::pipe().map_err(|e| ShimError::sys("pipe", e))?;
+    let (err_r, err_w) = std::io::pipe().map_err(|e| ShimError::sys("pipe", e))?;
+    let (mut ready_r, ready_w) = std::io::pipe().map_err(|e| ShimError::sys("pipe", e))?;
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.args(["-c", LOGGER_FDS, path])
+        .args(&args)
+        .env("CONTAINER_ID", id)
+        .env("CONTAINER_NAMESPACE", namespace)
+        .stdin(out_r)
+        .stdout(err_r)
+        .stderr(ready_w);
+    // The logger's exit is collected by the reaper like any orphan's.
+    let _logger = cmd
+        .spawn()
+        .map_err(|e| ShimError::io("starting logger", path, e))?;
+    drop(cmd);
+    let deadline = Instant::now() + LOGGER_READY_TIMEOUT;
+    let mut buf = [0u8; 64];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(ready_r.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(0) => {
+                return Err(ShimError::FailedPrecondition(format!(
+                    "logger {path} did not get ready in {LOGGER_READY_TIMEOUT:?}"
+                )));
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(ShimError::sys("waiting for the logger", e)),
+            Ok(_) => {}
+        }
+        match ready_r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ShimError::sys("waiting for the logger", e)),
+        }
+    }
+    Ok((out_w.into(), err_w.into()))
+}
+
+pub fn prepare(paths: &StdioPaths, id: &str, namespace: &str) -> Result<Prepared> {
     check_uri(&paths.stdout)?;
     check_uri(&paths.stderr)?;
+    let binary = [&paths.stdout, &paths.stderr]
+        .into_iter()
+        .find(|u| u.starts_with("binary://"));
     let mut prepared = Prepared {
         child: ChildStdio::null(),
         console_socket: None,
@@ -319,6 +392,11 @@ pub fn prepare(paths: &StdioPaths) -> Result<Prepared> {
         paths: paths.clone(),
         io: ProcIo::default(),
     };
+    if paths.terminal && binary.is_some() {
+        return Err(ShimError::InvalidArgument(
+            "binary:// logging with a terminal is not supported".into(),
+        ));
+    }
     if paths.terminal {
         let sock = std::env::temp_dir().join(format!(
             "shim-console-{}-{}.sock",
@@ -341,6 +419,13 @@ pub fn prepare(paths: &StdioPaths) -> Result<Prepared> {
             .io
             .copiers
             .push(spawn_copy("stdin", move || pump_stdin(source, sink))?);
+    }
+    if let Some(uri) = binary {
+        // The logger reads the process's pipes itself: no copy in the shim.
+        let (out, err) = spawn_binary_logger(uri, id, namespace)?;
+        prepared.child.stdout = out;
+        prepared.child.stderr = err;
+        return Ok(prepared);
     }
     let (out_sink, err_sink) = sinks(paths)?;
     for (which, sink) in [(1, out_sink), (2, err_sink)] {
