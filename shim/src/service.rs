@@ -584,6 +584,8 @@ impl Service {
                 .remove(&req.exec_id)
                 .ok_or_else(|| not_found(&req.id, &req.exec_id))?
         };
+        // Waiters on a process that is now gone get NotFound instead of hanging.
+        s.cond.notify_all();
         removed.io.wait_drained(Duration::from_secs(2));
         let exit = removed.exit.unwrap_or(Exit {
             status: 0,

@@ -8,7 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -57,6 +57,9 @@ impl Drop for Prepared {
     fn drop(&mut self) {
         if let Some(p) = &self.console_socket {
             let _ = std::fs::remove_file(p);
+            if let Some(dir) = p.parent() {
+                let _ = std::fs::remove_dir(dir);
+            }
         }
     }
 }
@@ -398,12 +401,17 @@ pub fn prepare(paths: &StdioPaths, id: &str, namespace: &str) -> Result<Prepared
         ));
     }
     if paths.terminal {
-        let sock = std::env::temp_dir().join(format!(
-            "shim-console-{}-{}.sock",
+        // A fresh 0700 directory: nobody else can connect, pre-create or swap the socket.
+        let dir = std::env::temp_dir().join(format!(
+            "shim-console-{}-{}",
             std::process::id(),
             CONSOLE_SEQ.fetch_add(1, Ordering::Relaxed)
         ));
-        let _ = std::fs::remove_file(&sock);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| ShimError::io("creating", &dir, e))?;
+        let sock = dir.join("console.sock");
         let listener = UnixListener::bind(&sock).map_err(|e| ShimError::io("binding", &sock, e))?;
         prepared.listener = Some(listener);
         prepared.console_socket = Some(sock);
