@@ -545,19 +545,16 @@ impl Drop for Containerd {
                 self.ctr(&["containers", "rm", id]);
             }
         }
+        // Shims exit once their task is deleted; give them a moment.
+        let clean = wait_for_opt(Duration::from_secs(3), || {
+            self.shim_pids().is_empty().then_some(())
+        })
+        .is_some();
         self.kill9();
-        // Any shim of ours still up (a failed test): kill it by pid.
-        let marker = self.sock().display().to_string();
-        if let Ok(procs) = fs::read_dir("/proc") {
-            for p in procs.flatten() {
-                let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
-                    continue;
-                };
-                let cmdline = fs::read(p.path().join("cmdline")).unwrap_or_default();
-                if String::from_utf8_lossy(&cmdline).contains(&marker) {
-                    sigkill(pid);
-                }
-            }
+        // Any shim of ours still up: kill it by pid.
+        let left = self.shim_pids();
+        for pid in &left {
+            sigkill(*pid);
         }
         // Unmount whatever is left under our directory before it is removed.
         let root = self.dir.path().display().to_string();
@@ -571,6 +568,28 @@ impl Drop for Containerd {
         for m in ours {
             let _ = Command::new("umount").args(["-l", m]).status();
         }
+        if !clean && !std::thread::panicking() {
+            panic!("shims {left:?} still ran after their tasks were deleted");
+        }
+    }
+}
+
+impl Containerd {
+    /// Shims started by this containerd: their command line names its socket.
+    fn shim_pids(&self) -> Vec<i32> {
+        let marker = self.sock().display().to_string();
+        let Ok(procs) = fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        procs
+            .flatten()
+            .filter_map(|p| {
+                let pid = p.file_name().to_string_lossy().parse::<i32>().ok()?;
+                let cmdline = fs::read(p.path().join("cmdline")).ok()?;
+                (String::from_utf8_lossy(&cmdline).contains(&marker) && pid_alive(pid))
+                    .then_some(pid)
+            })
+            .collect()
     }
 }
 
@@ -802,6 +821,13 @@ fn containerd_task_ps_lists_the_container_processes() {
         (ps.success() && ps.stdout.lines().count() >= 3).then_some(ps)
     });
     assert!(ps.stdout.starts_with("PID"), "{ps}");
+    cd.ctr(&["task", "kill", "-s", "KILL", &id]).ok();
+    wait_for(Duration::from_secs(10), "the task to stop", || {
+        (cd.task_status(&id).as_deref() == Some("STOPPED")).then_some(())
+    });
+    // A forced delete kills --all first; on a stopped task that must not fail.
+    cd.ctr(&["task", "rm", "-f", &id]).ok();
+    assert_eq!(cd.task_status(&id), None);
 }
 
 #[test]

@@ -232,6 +232,12 @@ fn delete(flags: &Flags) -> anyhow::Result<()> {
         Ok(_) => {}
     }
     mount::unmount_all(&bundle.join("rootfs"));
+    // The shim that served this task is gone (that is why delete runs): its
+    // socket, if it could not remove it, goes too.
+    let socket = socket_path(flags);
+    if std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        let _ = std::fs::remove_file(&socket);
+    }
     let (pid, status, at) = service::read_exit_file(&service::exit_file(&bundle, ""))
         .unwrap_or_else(|| {
             let pid = std::fs::read_to_string(bundle.join("init.pid"))

@@ -681,7 +681,13 @@ impl Service {
                 args.push("--all");
             }
             args.extend([req.id.as_str(), sig.as_str()]);
-            return rt.run(&s.reaper, &args, None).map(|_| ());
+            return match rt.run(&s.reaper, &args, None) {
+                Ok(_) => Ok(()),
+                // `kill --all` after the init exited (containerd's forced
+                // delete does it) reaches no one: the process is finished.
+                Err(_) if exited => Err(ShimError::NotFound("process already finished".into())),
+                Err(e) => Err(e),
+            };
         }
         if pid == 0 {
             return Err(ShimError::FailedPrecondition(format!(
