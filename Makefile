@@ -29,7 +29,7 @@ NEXTEST_PROFILE ?= $(if $(filter true 1,$(CI)),ci,default)
 APT_PACKAGES := busybox-static runc crun hyperfine time util-linux gcc libc6-dev \
                 libseccomp-dev pkg-config procps containerd docker.io bsdutils
 
-.PHONY: deps build demo test bench clean
+.PHONY: deps build demo test bench bench-shim clean
 
 # Quiet and idempotent: prints nothing when everything is already there.
 deps:
@@ -82,6 +82,12 @@ test: deps
 bench: deps build
 	$(RELEASE)/ocibench --iterations $(ITERATIONS) --ocirun $(RELEASE)/ocirun
 	$(RELEASE)/ctrbench --iterations $(ITERATIONS) --ocirun $(RELEASE)/ocirun
+	shim/bench/memory.sh $(RELEASE)/shim $(or $(SHIMS),20)
+
+# Idle shim memory (RSS/PSS/USS per shim, 20 containers) next to Debian's
+# containerd-shim-runc-v2, under a private containerd.
+bench-shim: deps build
+	shim/bench/memory.sh $(RELEASE)/shim $(or $(SHIMS),20)
 
 clean:
 	$(CARGO) clean
