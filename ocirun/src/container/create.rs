@@ -204,6 +204,7 @@ pub fn create(opts: &CreateOptions<'_>) -> Result<Created> {
         }
     };
     undo.pids.push(init_pid);
+    parent_chan.send(&Message::PidKnown)?;
     let _ = waitpid(bootstrap_pid, None);
     undo.pids.retain(|p| *p != bootstrap_pid);
     // Init asks for the runtime's create hooks after its mounts (only when the spec

@@ -126,6 +126,7 @@ fn exec_inner(root: &Path, a: &ExecArgs) -> Result<i32> {
         }
     };
     guard.0.push(pid);
+    parent_chan.send(&Message::PidKnown)?;
     let _ = waitpid(joiner, None);
     guard.0.retain(|p| *p != joiner);
     // Sized and in raw mode before the process goes on, so it sees the caller's size.

@@ -21,6 +21,10 @@ pub enum Message {
     IdsMapped,
     /// bootstrap -> parent: the container's init has this pid (in the parent's view).
     InitPid { pid: i32 },
+    /// parent -> init (or exec'd process): InitPid has been read. The forked process
+    /// shares the channel with the one that forked it and waits for this before it
+    /// sends anything, so that nothing it says can overtake InitPid.
+    PidKnown,
     /// init -> parent: the rootfs is mounted and pivot_root is next; run the prestart
     /// and createRuntime hooks (sent only when the spec has some).
     RunHooks,

@@ -78,6 +78,10 @@ fn step<T>(stage: &str, r: Result<T>) -> std::result::Result<T, ChildError> {
 enum Never {}
 
 fn setup_and_exec(chan: &Channel, ctx: InitContext<'_>) -> std::result::Result<Never, ChildError> {
+    step(
+        "start",
+        chan.expect(&Message::PidKnown, "waiting for the parent"),
+    )?;
     let spec = ctx.spec;
     let process = step(
         "config",

@@ -110,6 +110,10 @@ fn setup_and_exec(
     chan: &Channel,
     ctx: TenantContext<'_>,
 ) -> std::result::Result<Never, ChildError> {
+    step(
+        "start",
+        chan.expect(&Message::PidKnown, "waiting for the parent"),
+    )?;
     drop(ctx.namespaces);
     let process = ctx.process;
     // A session of its own, as every runc process has; a terminal needs it.
