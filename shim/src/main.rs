@@ -7,6 +7,7 @@ mod cli;
 mod error;
 mod events;
 mod jsonlog;
+mod metrics;
 mod mount;
 mod reaper;
 mod runtime;

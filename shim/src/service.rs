@@ -958,9 +958,18 @@ impl proto::shim_ttrpc::Task for Service {
     }
 
     fn stats(&self, _: &TtrpcContext, req: StatsRequest) -> TResult<StatsResponse> {
-        let mut st = lock(&self.0.state);
-        get(&mut st, &req.id, INIT)?;
-        Ok(StatsResponse::default())
+        let cgroup = {
+            let mut st = lock(&self.0.state);
+            get(&mut st, &req.id, INIT)?;
+            st.cgroup.clone()
+        };
+        let cgroup = cgroup.ok_or_else(|| {
+            ShimError::FailedPrecondition(format!("container {}: cgroup unknown", req.id))
+        })?;
+        Ok(StatsResponse {
+            stats: MessageField::some(crate::metrics::collect(&cgroup)?),
+            ..Default::default()
+        })
     }
 
     fn connect(&self, _: &TtrpcContext, _: ConnectRequest) -> TResult<ConnectResponse> {
