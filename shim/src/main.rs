@@ -9,6 +9,7 @@ mod events;
 mod jsonlog;
 mod metrics;
 mod mount;
+mod oom;
 mod reaper;
 mod runtime;
 mod service;

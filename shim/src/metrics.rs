@@ -235,13 +235,11 @@ fn metrics_v2(s: &EventStats, dir: Option<&Path>) -> v2::Metrics {
     ];
     for (list, bytes) in lists {
         for b in list {
-            let e = io
-                .entry((b.major, b.minor))
-                .or_insert_with(|| v2::IOEntry {
-                    major: b.major,
-                    minor: b.minor,
-                    ..Default::default()
-                });
+            let e = io.entry((b.major, b.minor)).or_insert_with(|| v2::IOEntry {
+                major: b.major,
+                minor: b.minor,
+                ..Default::default()
+            });
             match (bytes, b.op.as_str()) {
                 (true, "Read") => e.rbytes = b.value,
                 (true, "Write") => e.wbytes = b.value,
