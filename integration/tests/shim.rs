@@ -1642,3 +1642,41 @@ fn install_puts_a_shim_containerd_finds_on_path() {
     let exe = fs::read_link(format!("/proc/{}/exe", shim_pid.trim())).expect("shim exe");
     assert_eq!(exe, installed.join("shim"));
 }
+
+#[test]
+fn ttrpc_terminal_with_a_binary_logger_is_refused_clearly() {
+    let rt = Runtime::from_env();
+    let tc = TestContainer::new(&["true"]);
+    tc.save();
+    let marker = tc.bundle_dir().join("logger-ran");
+    let logger = tc.bundle_dir().join("logger.sh");
+    fs::write(&logger, format!("#!/bin/sh\ntouch {}\n", marker.display())).expect("logger");
+    let mut perm = fs::metadata(&logger).expect("stat").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    fs::set_permissions(&logger, perm).expect("chmod");
+    let uri = format!("binary://{}", logger.display());
+    let shim = DirectShim::start(&tc);
+    let client = connect(&shim.address);
+    let mut req = create_request(&tc, rt.path(), &uri, &uri);
+    req.terminal = true;
+    let err = client.create(ctx(), &req).expect_err("Create must fail");
+    let proto::ttrpc::Error::RpcStatus(status) = &err else {
+        panic!("not an RPC status: {err:?}");
+    };
+    assert_eq!(status.code(), proto::ttrpc::Code::INVALID_ARGUMENT);
+    assert!(
+        status.message().contains("terminal") && status.message().contains("binary://"),
+        "{}",
+        status.message()
+    );
+    assert!(!marker.exists(), "the logger was started");
+    // Nothing was created: the runtime does not know the container.
+    tc.run(&["state", &tc.id]).assert_failed();
+    let _ = client.shutdown(
+        ctx(),
+        &ShutdownRequest {
+            now: true,
+            ..Default::default()
+        },
+    );
+}
