@@ -1122,14 +1122,16 @@ fn ttrpc_jsonfile_log_is_written_by_the_shim_with_rotation() {
 }
 
 /// A stand-in for containerd's publish binary: fails its first call (the
-/// daemon is "down"), then records each event's arguments and payload.
+/// daemon is "down"), then records each event's arguments and payload. The
+/// `.args` file appears (renamed into place) only once both are complete.
 fn fake_publisher(dir: &Path) -> PathBuf {
     let script = dir.join("publish.sh");
     let events = dir.join("events");
     fs::create_dir_all(&events).expect("events dir");
     let text = format!(
         "#!/bin/sh\nd={ev}\nif [ ! -e $d/.up ]; then touch $d/.up; cat >/dev/null; exit 1; fi\n\
-         n=$(ls $d | wc -l)\nn=$(printf %03d $n)\necho \"$@\" > $d/$n.args\ncat > $d/$n.bin\n",
+         n=$(ls $d | wc -l)\nn=$(printf %03d $n)\necho \"$@\" > $d/.$n.tmp\ncat > $d/$n.bin\n\
+         mv $d/.$n.tmp $d/$n.args\n",
         ev = events.display()
     );
     fs::write(&script, text).expect("write publish.sh");
@@ -1397,9 +1399,7 @@ fn event_payload(events: &Path, topic: &str) -> Option<PathBuf> {
     let found = args
         .into_iter()
         .find(|p| fs::read_to_string(p).is_ok_and(|a| a.split_whitespace().any(|w| w == topic)))?;
-    let bin = found.with_extension("bin");
-    // The publisher writes the payload after the arguments.
-    fs::metadata(&bin).is_ok_and(|m| m.len() > 0).then_some(bin)
+    Some(found.with_extension("bin"))
 }
 
 /// A shim started with the fake publisher (up from the start) in `tc`'s bundle.
