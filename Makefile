@@ -3,6 +3,7 @@
 #   make test   fmt + clippy + build + every test (what .ci/run runs)
 #   make bench  ocirun vs runc vs crun vs the namespace floor, then `ctr run --rm`
 #               end to end on containerd with ocirun vs runc
+#   make install  ocirun, shim and containerd-shim-ocirun-v2 into PREFIX/bin (/usr/local)
 # Each target installs the Debian packages it needs (only when missing).
 
 SHELL := /bin/bash
@@ -19,6 +20,9 @@ FIXTURES   := .fixtures
 DEMO_BUNDLE := $(FIXTURES)/demo-bundle
 DEMO_ROOT  := $(FIXTURES)/ocirun-state
 ITERATIONS ?= 50
+PREFIX     ?= /usr/local
+# install-files copies what is already built here (tests point it at target/debug).
+BIN_DIR    ?= $(RELEASE)
 # CI=true selects nextest's `ci` profile (.config/nextest.toml).
 NEXTEST_PROFILE ?= $(if $(filter true 1,$(CI)),ci,default)
 
@@ -29,7 +33,7 @@ NEXTEST_PROFILE ?= $(if $(filter true 1,$(CI)),ci,default)
 APT_PACKAGES := busybox-static runc crun hyperfine time util-linux gcc libc6-dev \
                 libseccomp-dev pkg-config procps containerd docker.io bsdutils
 
-.PHONY: deps build demo test bench bench-shim clean
+.PHONY: deps build demo test bench bench-shim install install-files clean
 
 # Quiet and idempotent: prints nothing when everything is already there.
 deps:
@@ -61,8 +65,20 @@ deps:
 	  echo "deps: installing cargo-nextest"; $(CARGO) install --locked --quiet cargo-nextest; \
 	fi
 
+# The symlink is the name containerd looks up for io.containerd.ocirun.v2, so
+# target/release can go on containerd's PATH as it is.
 build: deps
 	$(CARGO) build --release --workspace --bins
+	ln -sfn shim $(RELEASE)/containerd-shim-ocirun-v2
+
+install: build
+	$(MAKE) --no-print-directory install-files
+
+# The shim finds ocirun next to itself, so both go in one directory.
+install-files:
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BIN_DIR)/ocirun $(BIN_DIR)/shim $(DESTDIR)$(PREFIX)/bin/
+	ln -sfn shim $(DESTDIR)$(PREFIX)/bin/containerd-shim-ocirun-v2
 
 # Bundle is made once (delete .fixtures to remake it); each run uses a fresh id and
 # `run` deletes the container when it exits, so this is safe to repeat.

@@ -5,7 +5,15 @@ use std::path::PathBuf;
 
 use ttrpc_codegen::{Codegen, Customize, ProtobufCustomize};
 
-const MODULES: [&str; 5] = ["mount", "task", "shim", "events", "runc_options"];
+const MODULES: [&str; 7] = [
+    "mount",
+    "task",
+    "shim",
+    "events",
+    "runc_options",
+    "cgroups_v1",
+    "cgroups_v2",
+];
 
 fn main() -> std::io::Result<()> {
     let out = PathBuf::from(std::env::var("OUT_DIR").map_err(std::io::Error::other)?);

@@ -6,7 +6,7 @@
 //! later `delete`, `pause` or `ps` can act on the cgroup without the spec or the layout.
 #![forbid(unsafe_code)]
 
-mod event_stats;
+pub mod event_stats;
 mod fs;
 mod layout;
 mod stats;

@@ -420,10 +420,20 @@ fn shim_delete_reports_the_recorded_exit_after_the_shim_is_gone() {
 struct Containerd {
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Put before `dir/bin` on containerd's PATH.
+    path_head: Option<PathBuf>,
 }
 
 impl Containerd {
+    /// A containerd that finds the shim under test through symlinks named as
+    /// containerd expects (ocirun's and, standing in for it, runc's).
     fn new() -> Containerd {
+        Containerd::with_path(None)
+    }
+
+    /// With `path_head` first on containerd's PATH (where an install put the
+    /// shim) instead of the test's symlinks.
+    fn with_path(path_head: Option<PathBuf>) -> Containerd {
         let dir = tempfile::Builder::new()
             .prefix("shim-cd.")
             .tempdir()
@@ -431,8 +441,10 @@ impl Containerd {
         let d = dir.path();
         let bin = d.join("bin");
         fs::create_dir_all(&bin).expect("mkdir bin");
-        for name in ["containerd-shim-ocirun-v2", "containerd-shim-runc-v2"] {
-            symlink(shim_bin(), bin.join(name)).expect("symlink shim");
+        if path_head.is_none() {
+            for name in ["containerd-shim-ocirun-v2", "containerd-shim-runc-v2"] {
+                symlink(shim_bin(), bin.join(name)).expect("symlink shim");
+            }
         }
         let config = format!(
             "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n\
@@ -441,7 +453,11 @@ impl Containerd {
             d.display()
         );
         fs::write(d.join("config.toml"), config).expect("config.toml");
-        let mut cd = Containerd { dir, child: None };
+        let mut cd = Containerd {
+            dir,
+            child: None,
+            path_head,
+        };
         cd.start();
         let tar = busybox_image_tar(cd.dir.path());
         cd.ctr(&["images", "import", &tar.display().to_string()])
@@ -460,11 +476,14 @@ impl Containerd {
             .append(true)
             .open(d.join("containerd.log"))
             .expect("containerd log");
-        let path = format!(
+        let mut path = format!(
             "{}:{}",
             d.join("bin").display(),
             std::env::var("PATH").unwrap_or_default()
         );
+        if let Some(head) = &self.path_head {
+            path = format!("{}:{path}", head.display());
+        }
         let child = Command::new("containerd")
             .arg("--config")
             .arg(d.join("config.toml"))
@@ -1103,14 +1122,16 @@ fn ttrpc_jsonfile_log_is_written_by_the_shim_with_rotation() {
 }
 
 /// A stand-in for containerd's publish binary: fails its first call (the
-/// daemon is "down"), then records each event's arguments and payload.
+/// daemon is "down"), then records each event's arguments and payload. The
+/// `.args` file appears (renamed into place) only once both are complete.
 fn fake_publisher(dir: &Path) -> PathBuf {
     let script = dir.join("publish.sh");
     let events = dir.join("events");
     fs::create_dir_all(&events).expect("events dir");
     let text = format!(
         "#!/bin/sh\nd={ev}\nif [ ! -e $d/.up ]; then touch $d/.up; cat >/dev/null; exit 1; fi\n\
-         n=$(ls $d | wc -l)\nn=$(printf %03d $n)\necho \"$@\" > $d/$n.args\ncat > $d/$n.bin\n",
+         n=$(ls $d | wc -l)\nn=$(printf %03d $n)\necho \"$@\" > $d/.$n.tmp\ncat > $d/$n.bin\n\
+         mv $d/.$n.tmp $d/$n.args\n",
         ev = events.display()
     );
     fs::write(&script, text).expect("write publish.sh");
@@ -1320,7 +1341,11 @@ fn ttrpc_binary_logger_gets_the_process_output() {
     let mut perm = fs::metadata(&logger).expect("stat").permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
     fs::set_permissions(&logger, perm).expect("chmod");
-    let uri = format!("binary://{}?mode=test&flag", logger.display());
+    // Percent-encoded like any URI: the logger gets the decoded values.
+    let uri = format!(
+        "binary://{}?mode=te%73t+run&dir=%2Fvar%2Flog&flag",
+        logger.display()
+    );
     let shim = DirectShim::start(&tc);
     let client = connect(&shim.address);
     client
@@ -1356,5 +1381,302 @@ fn ttrpc_binary_logger_gets_the_process_output() {
         },
     );
     let meta = fs::read_to_string(dir.join("meta")).expect("meta");
-    assert_eq!(meta.trim(), format!("it/{} mode test flag", tc.id));
+    assert_eq!(
+        meta.trim(),
+        format!("it/{} mode test run dir /var/log flag", tc.id)
+    );
+}
+
+/// The payload file of the first event published on `topic`.
+fn event_payload(events: &Path, topic: &str) -> Option<PathBuf> {
+    let mut args: Vec<PathBuf> = fs::read_dir(events)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "args"))
+        .collect();
+    args.sort();
+    let found = args
+        .into_iter()
+        .find(|p| fs::read_to_string(p).is_ok_and(|a| a.split_whitespace().any(|w| w == topic)))?;
+    Some(found.with_extension("bin"))
+}
+
+/// A shim started with the fake publisher (up from the start) in `tc`'s bundle.
+fn shim_with_publisher(tc: &TestContainer) -> (DirectShim, PathBuf) {
+    let events = fake_publisher(tc.bundle_dir());
+    fs::write(events.join(".up"), "").expect("mark publisher up");
+    let mut cmd = Command::new(shim_bin());
+    cmd.args(["-namespace", "it", "-id", &tc.id, "-address", "/fake.sock"])
+        .arg("-publish-binary")
+        .arg(tc.bundle_dir().join("publish.sh"))
+        .arg("start")
+        .current_dir(tc.bundle_dir())
+        .stdin(Stdio::null());
+    let out = run_with_timeout(cmd, Duration::from_secs(20));
+    out.ok();
+    let shim = DirectShim {
+        address: out.stdout.trim().to_string(),
+        pid: fs::read_to_string(tc.bundle_dir().join("shim.pid"))
+            .expect("shim.pid")
+            .trim()
+            .parse()
+            .expect("pid"),
+    };
+    (shim, events)
+}
+
+fn start_init(client: &TaskClient, id: &str) {
+    client
+        .start(
+            ctx(),
+            &StartRequest {
+                id: id.into(),
+                ..Default::default()
+            },
+        )
+        .expect("Start");
+}
+
+fn kill_wait_delete(client: &TaskClient, id: &str) {
+    client
+        .kill(
+            ctx(),
+            &KillRequest {
+                id: id.into(),
+                signal: 9,
+                ..Default::default()
+            },
+        )
+        .expect("Kill");
+    wait(client, id);
+    client
+        .delete(
+            ctx(),
+            &DeleteRequest {
+                id: id.into(),
+                ..Default::default()
+            },
+        )
+        .expect("Delete");
+    let _ = client.shutdown(ctx(), &ShutdownRequest::default());
+}
+
+#[test]
+fn ttrpc_oom_kill_of_a_child_is_published_while_the_init_survives() {
+    let rt = Runtime::from_env();
+    let mut tc = TestContainer::new(&[
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/dev/null bs=64M count=1; echo dd-exited > /dev/null; sleep 1000",
+    ]);
+    tc.config()["linux"]["resources"]["memory"] = json!({ "limit": 16 * 1024 * 1024 });
+    tc.save();
+    let (shim, events) = shim_with_publisher(&tc);
+    let client = connect(&shim.address);
+    client
+        .create(ctx(), &create_request(&tc, rt.path(), "", ""))
+        .expect("Create");
+    start_init(&client, &tc.id);
+    let oom = wait_for(Duration::from_secs(20), "a /tasks/oom event", || {
+        event_payload(&events, "/tasks/oom")
+    });
+    let any = Any::parse_from_bytes(&fs::read(&oom).expect("payload")).expect("an Any");
+    assert_eq!(any.type_url, "containerd.events.TaskOOM");
+    let ev = proto::events::TaskOOM::parse_from_bytes(&any.value).expect("TaskOOM");
+    assert_eq!(ev.container_id, tc.id);
+    // The init lives on: the event came from the watch, not from an exit.
+    let state = client
+        .state(
+            ctx(),
+            &StateRequest {
+                id: tc.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("State");
+    assert_eq!(state.status.enum_value(), Ok(Status::RUNNING));
+    assert!(pid_alive(state.pid as i32));
+    assert_eq!(
+        published_topics(&events),
+        ["/tasks/create", "/tasks/start", "/tasks/oom"]
+    );
+    kill_wait_delete(&client, &tc.id);
+    // One kill, one event: the exit found nothing new.
+    let topics = wait_for(Duration::from_secs(10), "the delete event", || {
+        let t = published_topics(&events);
+        t.iter().any(|t| t == "/tasks/delete").then_some(t)
+    });
+    assert_eq!(topics.iter().filter(|t| *t == "/tasks/oom").count(), 1);
+}
+
+/// Pure cgroup v2 hosts get v2 metrics; v1 and hybrid hosts v1 metrics.
+fn host_is_cgroup2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+#[test]
+fn ttrpc_stats_answers_the_cgroup_metrics() {
+    let rt = Runtime::from_env();
+    let tc = TestContainer::new(&["sh", "-c", "sleep 1000 & sleep 1000"]);
+    tc.save();
+    let shim = DirectShim::start(&tc);
+    let client = connect(&shim.address);
+    client
+        .create(ctx(), &create_request(&tc, rt.path(), "", ""))
+        .expect("Create");
+    start_init(&client, &tc.id);
+    let req = StatsRequest {
+        id: tc.id.clone(),
+        ..Default::default()
+    };
+    let any = wait_for(Duration::from_secs(10), "two pids in the stats", || {
+        let any = client.stats(ctx(), &req).expect("Stats").stats.unwrap();
+        let pids = if host_is_cgroup2() {
+            proto::cgroups_v2::Metrics::parse_from_bytes(&any.value)
+                .expect("v2 Metrics")
+                .pids
+                .current
+        } else {
+            proto::cgroups_v1::Metrics::parse_from_bytes(&any.value)
+                .expect("v1 Metrics")
+                .pids
+                .current
+        };
+        (pids >= 2).then_some(any)
+    });
+    if host_is_cgroup2() {
+        assert_eq!(any.type_url, "io.containerd.cgroups.v2.Metrics");
+        let m = proto::cgroups_v2::Metrics::parse_from_bytes(&any.value).unwrap();
+        assert!(m.memory.usage > 0, "{m:?}");
+        assert!(m.cpu.usage_usec > 0, "{m:?}");
+    } else {
+        assert_eq!(any.type_url, "io.containerd.cgroups.v1.Metrics");
+        let m = proto::cgroups_v1::Metrics::parse_from_bytes(&any.value).unwrap();
+        assert!(m.memory.usage.usage > 0, "{m:?}");
+        assert!(m.memory.usage.limit > 0, "{m:?}");
+        assert!(m.cpu.usage.total > 0, "{m:?}");
+        assert!(!m.cpu.usage.per_cpu.is_empty(), "{m:?}");
+        // memory.stat was read.
+        assert!(m.memory.total_rss + m.memory.total_cache > 0, "{m:?}");
+    }
+    // What a Stats call costs, seen from the client (for the README).
+    let n = 50;
+    let t0 = Instant::now();
+    for _ in 0..n {
+        client.stats(ctx(), &req).expect("Stats");
+    }
+    eprintln!("Stats: {:?} per call", t0.elapsed() / n);
+    kill_wait_delete(&client, &tc.id);
+}
+
+#[test]
+fn containerd_task_metrics_shows_memory_and_pids() {
+    let rt = Runtime::from_env();
+    let cd = Containerd::new();
+    let id = test_id();
+    ctr_run(&cd, rt.path(), &["-d"], &id, &["sleep", "1000"]).ok();
+    let out = cd.ctr(&["task", "metrics", "--format", "json", &id]);
+    out.ok();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("metrics JSON");
+    let (memory, pids) = if host_is_cgroup2() {
+        (
+            v.pointer("/memory/usage").and_then(|v| v.as_u64()),
+            v.pointer("/pids/current").and_then(|v| v.as_u64()),
+        )
+    } else {
+        (
+            v.pointer("/memory/usage/usage").and_then(|v| v.as_u64()),
+            v.pointer("/pids/current").and_then(|v| v.as_u64()),
+        )
+    };
+    assert!(memory.is_some_and(|m| m > 0), "{out}");
+    assert_eq!(pids, Some(1), "{out}");
+    // The table form names the same counters.
+    let table = cd.ctr(&["task", "metrics", &id]);
+    table.ok();
+    assert!(table.stdout.contains("pids.current"), "{table}");
+}
+
+#[test]
+fn install_puts_a_shim_containerd_finds_on_path() {
+    let prefix = tempfile::Builder::new()
+        .prefix("shim-install.")
+        .tempdir()
+        .expect("tempdir");
+    let bin_dir = shim_bin().parent().expect("target dir").to_path_buf();
+    let mut make = Command::new("make");
+    make.arg("-C")
+        .arg(workspace_root())
+        .arg("--no-print-directory")
+        .arg("install-files")
+        .arg(format!("PREFIX={}", prefix.path().display()))
+        .arg(format!("BIN_DIR={}", bin_dir.display()));
+    run_with_timeout(make, Duration::from_secs(60)).ok();
+    let installed = prefix.path().join("bin");
+    let link = installed.join("containerd-shim-ocirun-v2");
+    assert_eq!(fs::read_link(&link).expect("a symlink"), Path::new("shim"));
+    assert!(installed.join("ocirun").is_file());
+    // containerd finds it through PATH alone: the test puts no shim of its own there.
+    let cd = Containerd::with_path(Some(installed.clone()));
+    let id = test_id();
+    let run = |pre: &[&str], id: &str, cmd: &[&str]| {
+        let mut args = vec!["run"];
+        args.extend(pre);
+        args.extend(["--runtime", "io.containerd.ocirun.v2", IMAGE, id]);
+        args.extend(cmd);
+        cd.ctr(&args)
+    };
+    let out = run(&["--rm"], &id, &["echo", "installed"]);
+    out.ok();
+    assert_eq!(out.stdout, "installed\n");
+    // The installed shim ran the installed ocirun, the one next to it.
+    let id = test_id();
+    run(&["-d"], &id, &["sleep", "1000"]).ok();
+    let saved: serde_json::Value = serde_json::from_slice(
+        &fs::read(cd.bundle(&id).join("shim-runtime.json")).expect("shim-runtime.json"),
+    )
+    .expect("JSON");
+    assert_eq!(saved["binary"], json!(installed.join("ocirun")));
+    let shim_pid = fs::read_to_string(cd.bundle(&id).join("shim.pid")).expect("shim.pid");
+    let exe = fs::read_link(format!("/proc/{}/exe", shim_pid.trim())).expect("shim exe");
+    assert_eq!(exe, installed.join("shim"));
+}
+
+#[test]
+fn ttrpc_terminal_with_a_binary_logger_is_refused_clearly() {
+    let rt = Runtime::from_env();
+    let tc = TestContainer::new(&["true"]);
+    tc.save();
+    let marker = tc.bundle_dir().join("logger-ran");
+    let logger = tc.bundle_dir().join("logger.sh");
+    fs::write(&logger, format!("#!/bin/sh\ntouch {}\n", marker.display())).expect("logger");
+    let mut perm = fs::metadata(&logger).expect("stat").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    fs::set_permissions(&logger, perm).expect("chmod");
+    let uri = format!("binary://{}", logger.display());
+    let shim = DirectShim::start(&tc);
+    let client = connect(&shim.address);
+    let mut req = create_request(&tc, rt.path(), &uri, &uri);
+    req.terminal = true;
+    let err = client.create(ctx(), &req).expect_err("Create must fail");
+    let proto::ttrpc::Error::RpcStatus(status) = &err else {
+        panic!("not an RPC status: {err:?}");
+    };
+    assert_eq!(status.code(), proto::ttrpc::Code::INVALID_ARGUMENT);
+    assert!(
+        status.message().contains("terminal") && status.message().contains("binary://"),
+        "{}",
+        status.message()
+    );
+    assert!(!marker.exists(), "the logger was started");
+    // Nothing was created: the runtime does not know the container.
+    tc.run(&["state", &tc.id]).assert_failed();
+    let _ = client.shutdown(
+        ctx(),
+        &ShutdownRequest {
+            now: true,
+            ..Default::default()
+        },
+    );
 }

@@ -53,18 +53,62 @@ struct State {
     /// The container's cgroup, to tell OOM kills apart (None: unknown layout).
     cgroup: Option<cgroups::Cgroup>,
     oom_kills: u64,
+    /// The reaper's token for the live OOM watch on the cgroup.
+    oom_watch: Option<u64>,
 }
 
-/// The cgroup the runtime put the container in, from config.json.
-fn container_cgroup(bundle: &Path, id: &str) -> Option<cgroups::Cgroup> {
+/// The cgroup the runtime put the container in: where its init is (right
+/// whatever the runtime did with a relative or systemd cgroupsPath), else
+/// what config.json names.
+fn container_cgroup(bundle: &Path, id: &str, pid: u32) -> Option<cgroups::Cgroup> {
+    let layout = cgroups::Layout::detect().ok()?;
+    if let Some(cg) = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .ok()
+        .and_then(|text| cgroup_from_proc(&layout, &text))
+    {
+        return Some(cg);
+    }
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(bundle.join("config.json")).ok()?).ok()?;
     let path = config
         .pointer("/linux/cgroupsPath")
         .and_then(|v| v.as_str())
         .unwrap_or_default();
-    let layout = cgroups::Layout::detect().ok()?;
     cgroups::Cgroup::new(&layout, path, id).ok()
+}
+
+/// Maps `/proc/PID/cgroup` lines ("4:memory:/a/b", "0::/a/b") onto the
+/// host's mounts. None if a hierarchy cannot be placed or nothing could.
+fn cgroup_from_proc(layout: &cgroups::Layout, text: &str) -> Option<cgroups::Cgroup> {
+    let mut dirs = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        if controllers.is_empty() {
+            if let Some(mount) = layout.unified_mount() {
+                dirs.insert(String::new(), mount.join(path.trim_start_matches('/')));
+            }
+            continue;
+        }
+        let names: Vec<&str> = controllers.split(',').collect();
+        let Some(h) = layout
+            .v1_hierarchies()
+            .iter()
+            .find(|h| h.controllers.len() == names.len() && names.iter().all(|c| h.has(c)))
+        else {
+            continue;
+        };
+        // The mount shows the hierarchy from its mountinfo root down.
+        let rel = Path::new(path).strip_prefix(&h.root).ok()?;
+        dirs.insert(h.key(), h.mount_point.join(rel));
+    }
+    if dirs.is_empty() {
+        return None;
+    }
+    Some(cgroups::Cgroup::from_paths(cgroups::CgroupPaths {
+        v2: layout.is_v2(),
+        dirs,
+    }))
 }
 
 #[derive(Debug)]
@@ -220,20 +264,9 @@ impl Shared {
         }
         tracing::info!(exec_id, pid, status = exit.status, "process exited");
         let starting = p.starting;
-        // An OOM kill is reported before the exit it caused. Checked at each
-        // exit (not through an eventfd) so that no thread waits per container.
-        if let Some(kills) = st.cgroup.as_ref().and_then(|c| c.oom_kill_count().ok())
-            && kills > st.oom_kills
-        {
-            st.oom_kills = kills;
-            self.publisher.publish(
-                "/tasks/oom",
-                &TaskOOM {
-                    container_id: self.id.clone(),
-                    ..Default::default()
-                },
-            );
-        }
+        // An OOM kill is reported before the exit it caused, even when the
+        // live watch has not seen it yet.
+        self.check_oom(st);
         let Some(p) = st.procs.get_mut(exec_id) else {
             return;
         };
@@ -242,6 +275,49 @@ impl Shared {
             self.publish_exit(exec_id, pid, exit);
         }
         self.cond.notify_all();
+    }
+
+    /// Publishes TaskOOM if the cgroup counts OOM kills not reported yet.
+    /// Returns whether it did; None when the cgroup is unknown or gone.
+    fn check_oom(&self, st: &mut State) -> Option<bool> {
+        let cg = st.cgroup.as_ref().filter(|c| c.exists())?;
+        let kills = cg.oom_kill_count().ok()?;
+        if kills <= st.oom_kills {
+            return Some(false);
+        }
+        st.oom_kills = kills;
+        tracing::info!(kills, "OOM kill in the container's cgroup");
+        self.publisher.publish(
+            "/tasks/oom",
+            &TaskOOM {
+                container_id: self.id.clone(),
+                ..Default::default()
+            },
+        );
+        Some(true)
+    }
+
+    /// Watches the cgroup for OOM kills while the task runs, in the reaper
+    /// thread. Called without the state lock (the watch callback takes it).
+    fn watch_oom(self: &Arc<Self>, cg: &cgroups::Cgroup) {
+        let weak = Arc::downgrade(self);
+        let on_event: crate::oom::OnEvent = Box::new(move || {
+            let s = weak.upgrade()?;
+            let mut st = lock(&s.state);
+            s.check_oom(&mut st)
+        });
+        let watch = match crate::oom::OomWatch::new(cg, on_event) {
+            Ok(Some(w)) => w,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!("no live OOM events: {e}");
+                return;
+            }
+        };
+        match self.reaper.watch(Box::new(watch)) {
+            Ok(token) => lock(&self.state).oom_watch = Some(token),
+            Err(e) => tracing::warn!("no live OOM events: {e}"),
+        }
     }
 
     /// Publishes an exit that waited for its TaskStart.
@@ -384,10 +460,11 @@ impl Service {
                 return Err(e);
             }
         };
+        let cgroup = container_cgroup(&bundle, &req.id, pid);
         {
             let mut st = lock(&s.state);
             st.runtime = Some(rt);
-            st.cgroup = container_cgroup(&bundle, &req.id);
+            st.cgroup = cgroup.clone();
             st.oom_kills = st
                 .cgroup
                 .as_ref()
@@ -425,6 +502,9 @@ impl Service {
                 },
             );
             s.claim_exit(&mut st, INIT);
+        }
+        if let Some(cg) = &cgroup {
+            s.watch_oom(cg);
         }
         tracing::info!(pid, "created");
         Ok(CreateTaskResponse {
@@ -557,6 +637,10 @@ impl Service {
         }
         if req.exec_id.is_empty() {
             let rt = self.runtime()?;
+            let watch = lock(&s.state).oom_watch.take();
+            if let Some(token) = watch {
+                s.reaper.unwatch(token);
+            }
             // A created-but-never-started init is killed by a forced delete.
             if let Err(e) = rt.run(&s.reaper, &["delete", "--force", &req.id], None) {
                 tracing::warn!("{e}");
@@ -958,9 +1042,18 @@ impl proto::shim_ttrpc::Task for Service {
     }
 
     fn stats(&self, _: &TtrpcContext, req: StatsRequest) -> TResult<StatsResponse> {
-        let mut st = lock(&self.0.state);
-        get(&mut st, &req.id, INIT)?;
-        Ok(StatsResponse::default())
+        let cgroup = {
+            let mut st = lock(&self.0.state);
+            get(&mut st, &req.id, INIT)?;
+            st.cgroup.clone()
+        };
+        let cgroup = cgroup.ok_or_else(|| {
+            ShimError::FailedPrecondition(format!("container {}: cgroup unknown", req.id))
+        })?;
+        Ok(StatsResponse {
+            stats: MessageField::some(crate::metrics::collect(&cgroup)?),
+            ..Default::default()
+        })
     }
 
     fn connect(&self, _: &TtrpcContext, _: ConnectRequest) -> TResult<ConnectResponse> {
@@ -988,5 +1081,38 @@ impl proto::shim_ttrpc::Task for Service {
             .unwrap_or_else(|p| p.into_inner())
             .send(());
         Ok(Empty::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_cgroup_lines_map_onto_the_mounts() {
+        let layout = cgroups::Layout::from_mountinfo(
+            "30 25 0:26 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory\n\
+             31 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid - cgroup cgroup rw,cpu,cpuacct\n\
+             32 25 0:28 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw\n",
+        )
+        .unwrap();
+        let cg = cgroup_from_proc(
+            &layout,
+            "5:memory:/ns/ctr\n4:cpuacct,cpu:/ns/ctr\n0::/ns/ctr\n",
+        )
+        .unwrap();
+        assert!(!cg.is_v2());
+        assert_eq!(
+            cg.dir("memory"),
+            Some(Path::new("/sys/fs/cgroup/memory/ns/ctr"))
+        );
+        assert_eq!(
+            cg.dir("cpuacct"),
+            Some(Path::new("/sys/fs/cgroup/cpu,cpuacct/ns/ctr"))
+        );
+        assert_eq!(
+            cg.unified_dir(),
+            Some(Path::new("/sys/fs/cgroup/unified/ns/ctr"))
+        );
     }
 }

@@ -330,16 +330,8 @@ const LOGGER_READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// 5, CONTAINER_ID and CONTAINER_NAMESPACE set; query pairs become arguments)
 /// and returns the write ends for the process.
 fn spawn_binary_logger(uri: &str, id: &str, namespace: &str) -> Result<(Stdio, Stdio)> {
-    let rest = uri.strip_prefix("binary://").unwrap_or(uri);
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let mut args = Vec::new();
-    for kv in query.split('&').filter(|kv| !kv.is_empty()) {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        args.push(k.to_string());
-        if !v.is_empty() {
-            args.push(v.to_string());
-        }
-    }
+    let (path, args) = parse_binary_uri(uri)?;
+    let path = path.as_str();
     let (out_r, out_w) = std::io::pipe().map_err(|e| ShimError::sys("pipe", e))?;
     let (err_r, err_w) = std::io::pipe().map_err(|e| ShimError::sys("pipe", e))?;
     let (mut ready_r, ready_w) = std::io::pipe().map_err(|e| ShimError::sys("pipe", e))?;
@@ -382,6 +374,56 @@ fn spawn_binary_logger(uri: &str, id: &str, namespace: &str) -> Result<(Stdio, S
     Ok((out_w.into(), err_w.into()))
 }
 
+/// Percent-decodes a URI component (`+` is a space in query parts, as in
+/// HTML forms and Go's url.ParseQuery, which containerd uses).
+fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `binary:///path?k=v&flag` -> (path, ["k", "v", "flag"]), decoded. A key
+/// without a value is passed alone; pairs keep their order.
+fn parse_binary_uri(uri: &str) -> Result<(String, Vec<String>)> {
+    let bad = || ShimError::InvalidArgument(format!("bad percent-encoding in {uri}"));
+    let rest = uri.strip_prefix("binary://").unwrap_or(uri);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let path = percent_decode(path, false).ok_or_else(bad)?;
+    if !path.starts_with('/') {
+        return Err(ShimError::InvalidArgument(format!(
+            "{uri}: the logging binary must be an absolute path"
+        )));
+    }
+    let mut args = Vec::new();
+    for kv in query.split('&').filter(|kv| !kv.is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        args.push(percent_decode(k, true).ok_or_else(bad)?);
+        let v = percent_decode(v, true).ok_or_else(bad)?;
+        if !v.is_empty() {
+            args.push(v);
+        }
+    }
+    Ok((path, args))
+}
+
 pub fn prepare(paths: &StdioPaths, id: &str, namespace: &str) -> Result<Prepared> {
     check_uri(&paths.stdout)?;
     check_uri(&paths.stderr)?;
@@ -395,10 +437,12 @@ pub fn prepare(paths: &StdioPaths, id: &str, namespace: &str) -> Result<Prepared
         paths: paths.clone(),
         io: ProcIo::default(),
     };
-    if paths.terminal && binary.is_some() {
-        return Err(ShimError::InvalidArgument(
-            "binary:// logging with a terminal is not supported".into(),
-        ));
+    if let Some(uri) = binary.filter(|_| paths.terminal) {
+        // A pty has one output stream and the logger protocol wants two pipes.
+        return Err(ShimError::InvalidArgument(format!(
+            "cannot use a terminal with a binary:// logger ({uri}): use a FIFO or file:// \
+             for tty output, or run without a terminal"
+        )));
     }
     if paths.terminal {
         // A fresh 0700 directory: nobody else can connect, pre-create or swap the socket.
@@ -554,5 +598,38 @@ impl ProcIo {
         }
         self.console = None;
         self.close_stdin();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_uri_is_percent_decoded() {
+        let (path, args) =
+            parse_binary_uri("binary:///opt/my%20log?mode=a%20b+c&dir=%2Fvar%2Flog&flag&k%3D=")
+                .unwrap();
+        assert_eq!(path, "/opt/my log");
+        assert_eq!(args, ["mode", "a b c", "dir", "/var/log", "flag", "k="]);
+    }
+
+    #[test]
+    fn binary_uri_rejects_bad_escapes_and_relative_paths() {
+        assert!(parse_binary_uri("binary:///x?a=%zz").is_err());
+        assert!(parse_binary_uri("binary:///x?a=%4").is_err());
+        assert!(parse_binary_uri("binary://x").is_err());
+    }
+
+    #[test]
+    fn terminal_with_binary_logger_is_refused() {
+        let paths = StdioPaths {
+            stdout: "binary:///bin/true".into(),
+            terminal: true,
+            ..Default::default()
+        };
+        let e = prepare(&paths, "id", "ns").unwrap_err();
+        assert!(matches!(e, ShimError::InvalidArgument(_)));
+        assert!(e.to_string().contains("terminal"), "{e}");
     }
 }
