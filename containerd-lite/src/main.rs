@@ -62,6 +62,18 @@ enum Command {
         #[arg(long)]
         no_unpack: bool,
     },
+    /// Push an image's host-platform manifest, config and layers to a registry (offline).
+    Push {
+        image: String,
+        reference: String,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        #[arg(long)]
+        plain_http: bool,
+        /// user:password for basic auth.
+        #[arg(long)]
+        user: Option<String>,
+    },
     /// Forward an event (a protobuf Any on stdin) to the running daemon.
     Publish {
         #[arg(long)]
@@ -163,13 +175,7 @@ async fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
             no_unpack,
         }) => {
             let d: Arc<Daemon> = Daemon::open(&config.root(), &config.state())?;
-            let auth = match user {
-                Some(u) => {
-                    let (user, pass) = u.split_once(':').unwrap_or((u.as_str(), ""));
-                    oci_client::secrets::RegistryAuth::Basic(user.to_string(), pass.to_string())
-                }
-                None => oci_client::secrets::RegistryAuth::Anonymous,
-            };
+            let auth = auth(user);
             let opts = containerd_lite::pull::PullOptions {
                 plain_http,
                 unpack: (!no_unpack).then(|| containerd_lite::DEFAULT_SNAPSHOTTER.to_string()),
@@ -178,9 +184,33 @@ async fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
             println!("{} {}", pulled.name, pulled.target.digest);
             Ok(())
         }
+        Some(Command::Push {
+            image,
+            reference,
+            namespace,
+            plain_http,
+            user,
+        }) => {
+            let d: Arc<Daemon> = Daemon::open(&config.root(), &config.state())?;
+            let url =
+                containerd_lite::pull::push(&d, &namespace, &image, &reference, &auth(user), plain_http)
+                    .await?;
+            println!("{url}");
+            Ok(())
+        }
         Some(Command::Publish { topic, namespace }) => {
             tools::publish(&config.address(), &namespace, &topic, std::io::stdin().lock()).await?;
             Ok(())
         }
+    }
+}
+
+fn auth(user: Option<String>) -> oci_client::secrets::RegistryAuth {
+    match user {
+        Some(u) => {
+            let (user, pass) = u.split_once(':').unwrap_or((u.as_str(), ""));
+            oci_client::secrets::RegistryAuth::Basic(user.to_string(), pass.to_string())
+        }
+        None => oci_client::secrets::RegistryAuth::Anonymous,
     }
 }
