@@ -54,7 +54,11 @@ impl Filter {
     }
 
     pub fn matches(&self, obj: &impl Adaptor) -> bool {
-        self.any.is_empty() || self.any.iter().any(|all| all.iter().all(|s| s.matches(obj)))
+        self.any.is_empty()
+            || self
+                .any
+                .iter()
+                .any(|all| all.iter().all(|s| s.matches(obj)))
     }
 }
 
@@ -148,7 +152,11 @@ fn parse(f: &str) -> Result<Vec<Selector>> {
                 while i < chars.len() && chars[i] != ',' {
                     i += 1;
                 }
-                chars[start..i].iter().collect::<String>().trim().to_string()
+                chars[start..i]
+                    .iter()
+                    .collect::<String>()
+                    .trim()
+                    .to_string()
             };
         }
         out.push(Selector { path, op, value });
@@ -215,12 +223,26 @@ mod tests {
     #[test]
     fn topic_and_namespace() {
         let o = obj(&[("topic", "/tasks/exit"), ("namespace", "default")]);
-        assert!(Filter::parse_all(&[r#"topic=="/tasks/exit""#]).unwrap().matches(&o));
-        assert!(!Filter::parse_all(&[r#"topic=="/tasks/start""#]).unwrap().matches(&o));
-        assert!(Filter::parse_all(&[r#"topic~="/tasks/",namespace==default"#])
-            .unwrap()
-            .matches(&o));
-        assert!(Filter::parse_all(&["topic==/x", "namespace==default"]).unwrap().matches(&o));
+        assert!(
+            Filter::parse_all(&[r#"topic=="/tasks/exit""#])
+                .unwrap()
+                .matches(&o)
+        );
+        assert!(
+            !Filter::parse_all(&[r#"topic=="/tasks/start""#])
+                .unwrap()
+                .matches(&o)
+        );
+        assert!(
+            Filter::parse_all(&[r#"topic~="/tasks/",namespace==default"#])
+                .unwrap()
+                .matches(&o)
+        );
+        assert!(
+            Filter::parse_all(&["topic==/x", "namespace==default"])
+                .unwrap()
+                .matches(&o)
+        );
         assert!(Filter::parse_all(&["topic"]).unwrap().matches(&o));
         assert!(!Filter::parse_all(&["nope"]).unwrap().matches(&o));
         assert!(Filter::parse_all::<&str>(&[]).unwrap().matches(&o));
@@ -231,7 +253,15 @@ mod tests {
     #[test]
     fn quoted_label_keys() {
         let o = obj(&[("labels.io.x/y", "1")]);
-        assert!(Filter::parse_all(&[r#"labels."io.x/y"==1"#]).unwrap().matches(&o));
-        assert!(Filter::parse_all(&[r#"labels."io.x/y"!=2"#]).unwrap().matches(&o));
+        assert!(
+            Filter::parse_all(&[r#"labels."io.x/y"==1"#])
+                .unwrap()
+                .matches(&o)
+        );
+        assert!(
+            Filter::parse_all(&[r#"labels."io.x/y"!=2"#])
+                .unwrap()
+                .matches(&o)
+        );
     }
 }

@@ -149,6 +149,7 @@ fn load_uuid(root: &Path) -> Result<String> {
         &h[16..20],
         &h[20..32]
     );
-    common::atomic_write(&path, uuid.as_bytes(), 0o644).map_err(error::io_err(path.display().to_string()))?;
+    common::atomic_write(&path, uuid.as_bytes(), 0o644)
+        .map_err(error::io_err(path.display().to_string()))?;
     Ok(uuid)
 }

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use containerd_lite::{Config, Daemon, server, tools};
 
 #[derive(Debug, Parser)]
-#[command(name = "containerd-lite", version, about = "containerd 1.6 API-compatible daemon (images, content, snapshots, containers, leases, events)")]
+#[command(
+    name = "containerd-lite",
+    version,
+    about = "containerd 1.6 API-compatible daemon (images, content, snapshots, containers, leases, events)"
+)]
 struct Cli {
     /// Socket to serve the gRPC API on.
     #[arg(short = 'a', long, global = true)]
@@ -124,13 +128,15 @@ async fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
             let listener = server::bind(&config.address())?;
             tracing::info!(address = %config.address().display(), root = %config.root().display(), "serving");
             let shutdown = async {
-                let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::error!(error = %e, "SIGTERM handler");
-                        return std::future::pending().await;
-                    }
-                };
+                let mut term =
+                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::error!(error = %e, "SIGTERM handler");
+                            return std::future::pending().await;
+                        }
+                    };
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
                     _ = term.recv() => {}
@@ -164,7 +170,8 @@ async fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
             namespace,
         }) => {
             let d = Daemon::open(&config.root(), &config.state())?;
-            tokio::task::spawn_blocking(move || tools::export_file(&d, &namespace, &images, &file)).await??;
+            tokio::task::spawn_blocking(move || tools::export_file(&d, &namespace, &images, &file))
+                .await??;
             Ok(())
         }
         Some(Command::Pull {
@@ -180,7 +187,8 @@ async fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
                 plain_http,
                 unpack: (!no_unpack).then(|| containerd_lite::DEFAULT_SNAPSHOTTER.to_string()),
             };
-            let pulled = containerd_lite::pull::pull(&d, &namespace, &reference, &auth, &opts).await?;
+            let pulled =
+                containerd_lite::pull::pull(&d, &namespace, &reference, &auth, &opts).await?;
             println!("{} {}", pulled.name, pulled.target.digest);
             Ok(())
         }
@@ -192,14 +200,26 @@ async fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
             user,
         }) => {
             let d: Arc<Daemon> = Daemon::open(&config.root(), &config.state())?;
-            let url =
-                containerd_lite::pull::push(&d, &namespace, &image, &reference, &auth(user), plain_http)
-                    .await?;
+            let url = containerd_lite::pull::push(
+                &d,
+                &namespace,
+                &image,
+                &reference,
+                &auth(user),
+                plain_http,
+            )
+            .await?;
             println!("{url}");
             Ok(())
         }
         Some(Command::Publish { topic, namespace }) => {
-            tools::publish(&config.address(), &namespace, &topic, std::io::stdin().lock()).await?;
+            tools::publish(
+                &config.address(),
+                &namespace,
+                &topic,
+                std::io::stdin().lock(),
+            )
+            .await?;
             Ok(())
         }
     }

@@ -18,10 +18,15 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use unpack::oci;
 
-use crate::error::{LiteError, Result};
 use crate::Daemon;
+use crate::error::{LiteError, Result};
 
-const ACCEPT: [&str; 4] = [oci::OCI_INDEX, oci::DOCKER_LIST, oci::OCI_MANIFEST, oci::DOCKER_MANIFEST];
+const ACCEPT: [&str; 4] = [
+    oci::OCI_INDEX,
+    oci::DOCKER_LIST,
+    oci::OCI_MANIFEST,
+    oci::DOCKER_MANIFEST,
+];
 
 #[derive(Debug, Clone)]
 pub struct PullOptions {
@@ -103,11 +108,15 @@ fn pick_manifest(index: &[u8]) -> Result<(String, String, i64)> {
     let host = list.iter().find(|m| {
         let p = m.get("platform");
         p.and_then(|p| p.get("os")).and_then(Value::as_str) == Some("linux")
-            && p.and_then(|p| p.get("architecture")).and_then(Value::as_str) == Some(host_arch())
+            && p.and_then(|p| p.get("architecture"))
+                .and_then(Value::as_str)
+                == Some(host_arch())
     });
     host.or_else(|| list.iter().find(|m| m.get("platform").is_none()))
         .and_then(entry)
-        .ok_or_else(|| LiteError::NotFound(format!("a linux/{} manifest in the index", host_arch())))
+        .ok_or_else(|| {
+            LiteError::NotFound(format!("a linux/{} manifest in the index", host_arch()))
+        })
 }
 
 fn write_small(d: &Daemon, ns: &str, digest: &Digest, data: &[u8], labels: &Labels) -> Result<()> {
@@ -224,20 +233,30 @@ async fn pull_leased(
         )?;
         Ok(())
     };
-    let (root_bytes, root_digest) = c.pull_manifest_raw(r, auth, &ACCEPT).await.map_err(reg_err)?;
+    let (root_bytes, root_digest) = c
+        .pull_manifest_raw(r, auth, &ACCEPT)
+        .await
+        .map_err(reg_err)?;
     let root_mt = media_type_of(&root_bytes)?;
     let root_dg = Digest::parse(&root_digest)?;
     if Digest::of(&root_bytes) != root_dg {
-        return Err(LiteError::Registry(format!("manifest digest mismatch for {name}")));
+        return Err(LiteError::Registry(format!(
+            "manifest digest mismatch for {name}"
+        )));
     }
     lease_add(root_dg.as_str())?;
     let (manifest_bytes, manifest_dg) = if oci::is_index(&root_mt) {
         let (dg, _mt, _size) = pick_manifest(&root_bytes)?;
         let child = r.clone_with_digest(dg.clone());
-        let (bytes, _) = c.pull_manifest_raw(&child, auth, &ACCEPT).await.map_err(reg_err)?;
+        let (bytes, _) = c
+            .pull_manifest_raw(&child, auth, &ACCEPT)
+            .await
+            .map_err(reg_err)?;
         let cdg = Digest::parse(&dg)?;
         if Digest::of(&bytes) != cdg {
-            return Err(LiteError::Registry(format!("manifest {dg}: digest mismatch")));
+            return Err(LiteError::Registry(format!(
+                "manifest {dg}: digest mismatch"
+            )));
         }
         lease_add(cdg.as_str())?;
         (bytes, cdg)
@@ -261,9 +280,15 @@ async fn pull_leased(
     }
     // Labels that keep the tree alive once the image exists, then the image.
     let mut manifest_labels = Labels::new();
-    manifest_labels.insert("containerd.io/gc.ref.content.config".into(), manifest.config.digest.clone());
+    manifest_labels.insert(
+        "containerd.io/gc.ref.content.config".into(),
+        manifest.config.digest.clone(),
+    );
     for (i, l) in manifest.layers.iter().enumerate() {
-        manifest_labels.insert(format!("containerd.io/gc.ref.content.l.{i}"), l.digest.clone());
+        manifest_labels.insert(
+            format!("containerd.io/gc.ref.content.l.{i}"),
+            l.digest.clone(),
+        );
     }
     let target = metadata::Descriptor {
         media_type: root_mt.clone(),
@@ -287,7 +312,10 @@ async fn pull_leased(
                 .enumerate()
             {
                 if let Some(dg) = m.get("digest").and_then(Value::as_str) {
-                    l.insert(format!("containerd.io/gc.ref.content.m.{i}"), dg.to_string());
+                    l.insert(
+                        format!("containerd.io/gc.ref.content.m.{i}"),
+                        dg.to_string(),
+                    );
                 }
             }
             write_small(&d2, &ns2, &root_dg, &index, &l)?;
@@ -306,7 +334,9 @@ async fn pull_leased(
             Some(sn) => {
                 let sn = d2.snapshotter(&sn)?;
                 let store = d2.content(&ns2)?;
-                Ok(Some(unpack::unpack_image(&d2.db, &store, &sn, &ns2, &name2)?))
+                Ok(Some(unpack::unpack_image(
+                    &d2.db, &store, &sn, &ns2, &name2,
+                )?))
             }
             None => Ok(None),
         }
@@ -357,7 +387,10 @@ pub async fn push(
             let mut seen = BTreeSet::new();
             for desc in std::iter::once(&m.config).chain(m.layers.iter()) {
                 if seen.insert(desc.digest.clone()) {
-                    blobs.push((desc.digest.clone(), store.read_all(&Digest::parse(&desc.digest)?)?));
+                    blobs.push((
+                        desc.digest.clone(),
+                        store.read_all(&Digest::parse(&desc.digest)?)?,
+                    ));
                 }
             }
             Ok((mt, bytes, blobs))
@@ -371,5 +404,7 @@ pub async fn push(
     let ct = manifest_mt
         .parse()
         .map_err(|_| LiteError::InvalidArgument(format!("media type {manifest_mt:?}")))?;
-    c.push_manifest_raw(&r, manifest_bytes, ct).await.map_err(reg_err)
+    c.push_manifest_raw(&r, manifest_bytes, ct)
+        .await
+        .map_err(reg_err)
 }

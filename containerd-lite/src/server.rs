@@ -4,9 +4,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use containerd_grpc::containerd::services::{
-    containers::v1::containers_server::ContainersServer, content::v1::content_server::ContentServer,
-    diff::v1::diff_server::DiffServer, events::v1::events_server::EventsServer,
-    images::v1::images_server::ImagesServer,
+    containers::v1::containers_server::ContainersServer,
+    content::v1::content_server::ContentServer, diff::v1::diff_server::DiffServer,
+    events::v1::events_server::EventsServer, images::v1::images_server::ImagesServer,
     introspection::v1::introspection_server::IntrospectionServer,
     leases::v1::leases_server::LeasesServer, namespaces::v1::namespaces_server::NamespacesServer,
     snapshots::v1::snapshots_server::SnapshotsServer, tasks::v1::tasks_server::TasksServer,
@@ -15,6 +15,7 @@ use containerd_grpc::containerd::services::{
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 
+use crate::Daemon;
 use crate::error::{LiteError, Result, io_err};
 use crate::services::{
     containers::ContainersService, content::ContentService, diff::DiffService,
@@ -22,7 +23,6 @@ use crate::services::{
     leases::LeasesService, namespaces::NamespacesService, snapshots::SnapshotsService,
     tasks::TasksService, version::VersionService,
 };
-use crate::Daemon;
 
 /// containerd's limit, so clients that send large messages to it work here too.
 const MAX_MESSAGE: usize = 16 << 20;

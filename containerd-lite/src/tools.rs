@@ -13,13 +13,18 @@ use containerd_grpc::prost_types::Any;
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+use crate::Daemon;
 use crate::error::{LiteError, Result, io_err};
 use crate::services::NAMESPACE_HEADER;
-use crate::Daemon;
 
 /// Imports a `docker save` or OCI-layout tar into namespace `ns`, unpacking into
 /// `snapshotter` when given. Returns the image names.
-pub fn import_file(d: &Daemon, ns: &str, file: &Path, snapshotter: Option<&str>) -> Result<Vec<String>> {
+pub fn import_file(
+    d: &Daemon,
+    ns: &str,
+    file: &Path,
+    snapshotter: Option<&str>,
+) -> Result<Vec<String>> {
     let store = d.content(ns)?;
     let f = std::fs::File::open(file).map_err(io_err(file.display().to_string()))?;
     let images = unpack::import_archive(BufReader::new(f), &store, &d.db, ns)?;
@@ -58,9 +63,16 @@ pub async fn connect(address: &Path) -> Result<Channel> {
 
 /// Reads a protobuf `Any` (the event) from `input` and forwards it, enveloped, to the
 /// daemon at `address`.
-pub async fn publish(address: &Path, namespace: &str, topic: &str, mut input: impl Read) -> Result<()> {
+pub async fn publish(
+    address: &Path,
+    namespace: &str,
+    topic: &str,
+    mut input: impl Read,
+) -> Result<()> {
     let mut buf = Vec::new();
-    input.read_to_end(&mut buf).map_err(io_err("read event from stdin"))?;
+    input
+        .read_to_end(&mut buf)
+        .map_err(io_err("read event from stdin"))?;
     let event = Any::decode(buf.as_slice())
         .map_err(|e| LiteError::InvalidArgument(format!("stdin is not a protobuf Any: {e}")))?;
     let mut client = EventsClient::new(connect(address).await?);

@@ -72,7 +72,11 @@ impl Adaptor for Container {
 }
 
 impl ContainersService {
-    async fn list_filtered(&self, ns: String, filters: Vec<String>) -> Result<Vec<Container>, Status> {
+    async fn list_filtered(
+        &self,
+        ns: String,
+        filters: Vec<String>,
+    ) -> Result<Vec<Container>, Status> {
         let filter = Filter::parse_all(&filters)?;
         let d = self.0.clone();
         let all = blocking(move || Ok(d.db.list_containers(&ns)?)).await?;
@@ -114,11 +118,9 @@ impl containers_server::Containers for ContainersService {
     ) -> Result<Response<BoxStream<ListContainerMessage>>, Status> {
         let ns = ns(&req)?;
         let containers = self.list_filtered(ns, req.into_inner().filters).await?;
-        let items = containers.into_iter().map(|c| {
-            Ok(ListContainerMessage {
-                container: Some(c),
-            })
-        });
+        let items = containers
+            .into_iter()
+            .map(|c| Ok(ListContainerMessage { container: Some(c) }));
         Ok(Response::new(Box::pin(tokio_stream::iter(items))))
     }
 
@@ -161,7 +163,14 @@ impl containers_server::Containers for ContainersService {
             .container
             .ok_or_else(|| Status::invalid_argument("container is required"))?;
         let paths = req.update_mask.map(|m| m.paths).unwrap_or_default();
-        const FIELDS: [&str; 6] = ["image", "spec", "runtime", "snapshotkey", "snapshot_key", "extensions"];
+        const FIELDS: [&str; 6] = [
+            "image",
+            "spec",
+            "runtime",
+            "snapshotkey",
+            "snapshot_key",
+            "extensions",
+        ];
         if let Some(p) = paths.iter().find(|p| {
             !(FIELDS.contains(&p.as_str())
                 || p.as_str() == "labels"
@@ -181,8 +190,11 @@ impl containers_server::Containers for ContainersService {
             let updated = d.db.update_container(&n, &id, |cur| {
                 if paths.is_empty() {
                     // Everything mutable; snapshotter and key are checked by the db.
-                    let (created, sn, key) =
-                        (cur.created_at, cur.snapshotter.clone(), cur.snapshot_key.clone());
+                    let (created, sn, key) = (
+                        cur.created_at,
+                        cur.snapshotter.clone(),
+                        cur.snapshot_key.clone(),
+                    );
                     *cur = new.clone();
                     cur.created_at = created;
                     if new.snapshotter.is_empty() {
@@ -198,7 +210,9 @@ impl containers_server::Containers for ContainersService {
                         "image" => cur.image = new.image.clone(),
                         "spec" => cur.spec = new.spec.clone(),
                         "runtime" => cur.runtime = new.runtime.clone(),
-                        "snapshotkey" | "snapshot_key" => cur.snapshot_key = new.snapshot_key.clone(),
+                        "snapshotkey" | "snapshot_key" => {
+                            cur.snapshot_key = new.snapshot_key.clone()
+                        }
                         "extensions" => cur.extensions = new.extensions.clone(),
                         other => match other.strip_prefix("extensions.") {
                             Some(k) => match new.extensions.get(k) {

@@ -76,7 +76,12 @@ impl Adaptor for Status_ {
 }
 
 /// The blob's info if namespace `ns` has it.
-fn info_in(d: &Daemon, store: &Store, ns: &str, digest: &Digest) -> Result<content::Info, LiteError> {
+fn info_in(
+    d: &Daemon,
+    store: &Store,
+    ns: &str,
+    digest: &Digest,
+) -> Result<content::Info, LiteError> {
     if d.db.get_content(ns, digest.as_str())?.is_none() {
         return Err(ContentError::NotFound(digest.to_string()).into());
     }
@@ -95,7 +100,10 @@ impl content_server::Content for ContentService {
         }))
     }
 
-    async fn update(&self, req: Request<UpdateRequest>) -> Result<Response<UpdateResponse>, Status> {
+    async fn update(
+        &self,
+        req: Request<UpdateRequest>,
+    ) -> Result<Response<UpdateResponse>, Status> {
         let ns = ns(&req)?;
         let req = req.into_inner();
         let info = req
@@ -227,13 +235,19 @@ impl content_server::Content for ContentService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn status(&self, req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+    async fn status(
+        &self,
+        req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
         let ns = ns(&req)?;
         let reference = req.into_inner().r#ref;
         let d = self.0.clone();
         let st = blocking(move || {
             let store = d.content(&ns)?;
-            Ok(status_to_api(&ns, store.status(&backend_ref(&ns, &reference))?))
+            Ok(status_to_api(
+                &ns,
+                store.status(&backend_ref(&ns, &reference))?,
+            ))
         })
         .await?;
         Ok(Response::new(StatusResponse { status: Some(st) }))
@@ -319,8 +333,15 @@ fn write_session(
     let mut expected = None;
     if !first.expected.is_empty() {
         let e = parse_digest(&first.expected)?;
-        if d.db.get_content(ns, e.as_str()).map_err(LiteError::from)?.is_some() && store.exists(&e) {
-            return Err(Status::already_exists(format!("content {e}: already exists")));
+        if d.db
+            .get_content(ns, e.as_str())
+            .map_err(LiteError::from)?
+            .is_some()
+            && store.exists(&e)
+        {
+            return Err(Status::already_exists(format!(
+                "content {e}: already exists"
+            )));
         }
         expected = Some(e);
     }
@@ -346,8 +367,9 @@ fn write_session(
         if req.total > 0 {
             total = req.total as u64;
         }
-        let action = WriteAction::try_from(req.action)
-            .map_err(|_| Status::invalid_argument(format!("unknown write action {}", req.action)))?;
+        let action = WriteAction::try_from(req.action).map_err(|_| {
+            Status::invalid_argument(format!("unknown write action {}", req.action))
+        })?;
         if action == WriteAction::Stat {
             let st = w.status().map_err(LiteError::from)?;
             let resp = WriteContentResponse {
@@ -399,12 +421,17 @@ fn write_session(
     match w.commit(total, expected.as_ref(), &labels) {
         Ok(_) => {}
         Err(ContentError::AlreadyExists(_)) => {
-            if d.db.get_content(ns, digest.as_str()).map_err(LiteError::from)?.is_some() {
-                return Err(Status::already_exists(format!("content {digest}: already exists")));
+            if d.db
+                .get_content(ns, digest.as_str())
+                .map_err(LiteError::from)?
+                .is_some()
+            {
+                return Err(Status::already_exists(format!(
+                    "content {digest}: already exists"
+                )));
             }
             // The blob is there for another namespace: adopt it here.
-            d.db
-                .set_content_labels(ns, digest.as_str(), labels)
+            d.db.set_content_labels(ns, digest.as_str(), labels)
                 .map_err(LiteError::from)?;
         }
         Err(e) => return Err(LiteError::from(e).into()),

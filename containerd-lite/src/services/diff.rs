@@ -21,7 +21,10 @@ pub struct DiffService(pub Shared);
 /// the two shapes ours produce are written straight into their directory (an
 /// overlay's upperdir takes overlay whiteouts); anything else is mounted on a
 /// temporary directory first.
-fn target(d: &Daemon, mounts: &[Mount]) -> Result<(PathBuf, Whiteouts, Option<(MountGuard, tempfile::TempDir)>), LiteError> {
+fn target(
+    d: &Daemon,
+    mounts: &[Mount],
+) -> Result<(PathBuf, Whiteouts, Option<(MountGuard, tempfile::TempDir)>), LiteError> {
     if let [m] = mounts {
         let ro = m.options.iter().any(|o| o == "ro");
         if m.kind == "bind" && !ro {
@@ -34,7 +37,9 @@ fn target(d: &Daemon, mounts: &[Mount]) -> Result<(PathBuf, Whiteouts, Option<(M
         }
     }
     if mounts.is_empty() {
-        return Err(LiteError::InvalidArgument("apply needs at least one mount".into()));
+        return Err(LiteError::InvalidArgument(
+            "apply needs at least one mount".into(),
+        ));
     }
     let base = d.state.join("tmpmounts");
     std::fs::create_dir_all(&base).map_err(io_err(base.display().to_string()))?;
@@ -43,7 +48,11 @@ fn target(d: &Daemon, mounts: &[Mount]) -> Result<(PathBuf, Whiteouts, Option<(M
         .tempdir_in(&base)
         .map_err(io_err(base.display().to_string()))?;
     let guard = MountGuard::new(mounts, tmp.path())?;
-    Ok((tmp.path().to_path_buf(), Whiteouts::Delete, Some((guard, tmp))))
+    Ok((
+        tmp.path().to_path_buf(),
+        Whiteouts::Delete,
+        Some((guard, tmp)),
+    ))
 }
 
 #[tonic::async_trait]
@@ -66,7 +75,11 @@ impl diff_server::Diff for DiffService {
             }
             let reader = store.reader(&digest)?;
             let (dir, whiteouts, _mounted) = target(&d, &mounts)?;
-            Ok(apply_layer(reader.into_file(), &dir, ApplyOptions::new(whiteouts))?)
+            Ok(apply_layer(
+                reader.into_file(),
+                &dir,
+                ApplyOptions::new(whiteouts),
+            )?)
         })
         .await?;
         Ok(Response::new(ApplyResponse {

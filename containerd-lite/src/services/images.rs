@@ -2,7 +2,9 @@ use containerd_grpc::containerd::services::images::v1::*;
 use tonic::{Request, Response, Status};
 
 use super::{Shared, blocking, ns};
-use crate::convert::{descriptor_from_api, descriptor_to_api, to_btree, to_hash, ts, update_labels};
+use crate::convert::{
+    descriptor_from_api, descriptor_to_api, to_btree, to_hash, ts, update_labels,
+};
 use crate::filters::{Adaptor, Filter, label_field};
 
 #[derive(Debug)]
@@ -56,7 +58,10 @@ impl Adaptor for Image {
 
 #[tonic::async_trait]
 impl images_server::Images for ImagesService {
-    async fn get(&self, req: Request<GetImageRequest>) -> Result<Response<GetImageResponse>, Status> {
+    async fn get(
+        &self,
+        req: Request<GetImageRequest>,
+    ) -> Result<Response<GetImageResponse>, Status> {
         let ns = ns(&req)?;
         let name = req.into_inner().name;
         let d = self.0.clone();

@@ -47,10 +47,26 @@ impl IntrospectionService {
         const GRPC: &str = "io.containerd.grpc.v1";
         let mut out = vec![
             plugin("io.containerd.content.v1", "content", &[]),
-            plugin("io.containerd.metadata.v1", "redb", &["io.containerd.content.v1", "io.containerd.snapshotter.v1"]),
-            plugin("io.containerd.gc.v1", "scheduler", &["io.containerd.metadata.v1"]),
-            plugin("io.containerd.differ.v1", "walking", &["io.containerd.metadata.v1"]),
-            plugin("io.containerd.lease.v1", "manager", &["io.containerd.metadata.v1"]),
+            plugin(
+                "io.containerd.metadata.v1",
+                "redb",
+                &["io.containerd.content.v1", "io.containerd.snapshotter.v1"],
+            ),
+            plugin(
+                "io.containerd.gc.v1",
+                "scheduler",
+                &["io.containerd.metadata.v1"],
+            ),
+            plugin(
+                "io.containerd.differ.v1",
+                "walking",
+                &["io.containerd.metadata.v1"],
+            ),
+            plugin(
+                "io.containerd.lease.v1",
+                "manager",
+                &["io.containerd.metadata.v1"],
+            ),
             plugin("io.containerd.event.v1", "exchange", &[]),
         ];
         for name in self.0.snapshotters.keys() {
@@ -67,8 +83,16 @@ impl IntrospectionService {
             out.push(p);
         }
         for id in [
-            "containers", "content", "diff", "events", "images", "introspection", "leases",
-            "namespaces", "snapshots", "version",
+            "containers",
+            "content",
+            "diff",
+            "events",
+            "images",
+            "introspection",
+            "leases",
+            "namespaces",
+            "snapshots",
+            "version",
         ] {
             out.push(plugin(GRPC, id, &["io.containerd.metadata.v1"]));
         }

@@ -28,7 +28,8 @@ impl Adaptor for Lease {
 
 fn resource(r: Option<Resource>) -> Result<metadata::LeaseResource, Status> {
     let r = r.ok_or_else(|| Status::invalid_argument("resource is required"))?;
-    let known = r.r#type == "content" || r.r#type == "ingests" || r.r#type.starts_with("snapshots/");
+    let known =
+        r.r#type == "content" || r.r#type == "ingests" || r.r#type.starts_with("snapshots/");
     if r.id.is_empty() || !known {
         return Err(Status::invalid_argument(format!(
             "resource {:?} of type {:?}: want an id and a type of content, ingests or snapshots/<snapshotter>",
@@ -51,7 +52,10 @@ fn random_id() -> String {
 
 #[tonic::async_trait]
 impl leases_server::Leases for LeasesService {
-    async fn create(&self, req: Request<CreateRequest>) -> Result<Response<CreateResponse>, Status> {
+    async fn create(
+        &self,
+        req: Request<CreateRequest>,
+    ) -> Result<Response<CreateResponse>, Status> {
         let ns = ns(&req)?;
         let r = req.into_inner();
         let id = if r.id.is_empty() { random_id() } else { r.id };

@@ -38,9 +38,11 @@ pub fn namespace_of(md: &MetadataMap) -> Result<String, Status> {
 pub fn validate_namespace(ns: &str) -> Result<(), Status> {
     let ok = !ns.is_empty()
         && ns.len() <= 76
-        && ns
-            .split('.')
-            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        && ns.split('.').all(|l| {
+            !l.is_empty()
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
     if ok {
         Ok(())
     } else {

@@ -125,9 +125,11 @@ impl namespaces_server::Namespaces for NamespacesService {
         let d = self.0.clone();
         let n = name.clone();
         blocking(move || Ok(d.db.delete_namespace(&n)?)).await?;
-        self.0
-            .events
-            .publish(&name, "/namespaces/delete", &NamespaceDelete { name: name.clone() });
+        self.0.events.publish(
+            &name,
+            "/namespaces/delete",
+            &NamespaceDelete { name: name.clone() },
+        );
         Ok(Response::new(()))
     }
 }

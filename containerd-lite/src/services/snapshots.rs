@@ -58,7 +58,13 @@ impl SnapshotsService {
             let labels = to_btree(labels);
             let parent = (!p.is_empty()).then_some(p.as_str());
             // Leased first, so a collection running meanwhile keeps it.
-            add_to_lease(&d, &n, lease.as_deref(), &format!("snapshots/{}", sn.name()), &k)?;
+            add_to_lease(
+                &d,
+                &n,
+                lease.as_deref(),
+                &format!("snapshots/{}", sn.name()),
+                &k,
+            )?;
             let mounts = if view {
                 sn.view(&n, &k, parent, labels)?
             } else {
@@ -108,11 +114,15 @@ impl snapshots_server::Snapshots for SnapshotsService {
         Ok(Response::new(ViewSnapshotResponse { mounts }))
     }
 
-    async fn mounts(&self, req: Request<MountsRequest>) -> Result<Response<MountsResponse>, Status> {
+    async fn mounts(
+        &self,
+        req: Request<MountsRequest>,
+    ) -> Result<Response<MountsResponse>, Status> {
         let ns = ns(&req)?;
         let r = req.into_inner();
         let d = self.0.clone();
-        let mounts = blocking(move || Ok(d.snapshotter(&r.snapshotter)?.mounts(&ns, &r.key)?)).await?;
+        let mounts =
+            blocking(move || Ok(d.snapshotter(&r.snapshotter)?.mounts(&ns, &r.key)?)).await?;
         Ok(Response::new(MountsResponse {
             mounts: mounts.iter().map(mount_to_api).collect(),
         }))
@@ -127,7 +137,13 @@ impl snapshots_server::Snapshots for SnapshotsService {
         let (name, key, sname) = (r.name.clone(), r.key.clone(), r.snapshotter.clone());
         blocking(move || {
             let sn = d.snapshotter(&r.snapshotter)?;
-            add_to_lease(&d, &n, lease.as_deref(), &format!("snapshots/{}", sn.name()), &r.name)?;
+            add_to_lease(
+                &d,
+                &n,
+                lease.as_deref(),
+                &format!("snapshots/{}", sn.name()),
+                &r.name,
+            )?;
             sn.commit(&n, &r.name, &r.key, to_btree(r.labels))?;
             Ok(())
         })
