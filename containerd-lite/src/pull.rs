@@ -352,6 +352,9 @@ async fn pull_leased(
     })
 }
 
+/// A manifest's media type and bytes, and its (digest, bytes) blobs.
+type PushSet = (String, Vec<u8>, Vec<(String, Vec<u8>)>);
+
 /// Pushes image `name` of namespace `ns` to `reference`: its host-platform manifest,
 /// config and layers (an index is not pushed, only the manifest this host runs).
 pub async fn push(
@@ -368,8 +371,8 @@ pub async fn push(
     let c = client(&r, plain_http);
     c.store_auth_if_needed(r.resolve_registry(), auth).await;
     let (d2, ns2, name2) = (d.clone(), ns.to_string(), name.to_string());
-    let (manifest_mt, manifest_bytes, blobs) = tokio::task::spawn_blocking(
-        move || -> Result<(String, Vec<u8>, Vec<(String, Vec<u8>)>)> {
+    let (manifest_mt, manifest_bytes, blobs) =
+        tokio::task::spawn_blocking(move || -> Result<PushSet> {
             let store = d2.content(&ns2)?;
             let img = d2.db.get_image(&ns2, &name2)?;
             let mut mt = img.target.media_type.clone();
@@ -394,10 +397,9 @@ pub async fn push(
                 }
             }
             Ok((mt, bytes, blobs))
-        },
-    )
-    .await
-    .map_err(reg_err)??;
+        })
+        .await
+        .map_err(reg_err)??;
     for (digest, data) in blobs {
         c.push_blob(&r, data, &digest).await.map_err(reg_err)?;
     }

@@ -214,17 +214,18 @@ impl containers_server::Containers for ContainersService {
                             cur.snapshot_key = new.snapshot_key.clone()
                         }
                         "extensions" => cur.extensions = new.extensions.clone(),
-                        other => match other.strip_prefix("extensions.") {
-                            Some(k) => match new.extensions.get(k) {
-                                Some(v) => {
-                                    cur.extensions.insert(k.to_string(), v.clone());
+                        other => {
+                            if let Some(k) = other.strip_prefix("extensions.") {
+                                match new.extensions.get(k) {
+                                    Some(v) => {
+                                        cur.extensions.insert(k.to_string(), v.clone());
+                                    }
+                                    None => {
+                                        cur.extensions.remove(k);
+                                    }
                                 }
-                                None => {
-                                    cur.extensions.remove(k);
-                                }
-                            },
-                            None => {}
-                        },
+                            }
+                        }
                     }
                 }
             })?;

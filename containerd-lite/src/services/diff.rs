@@ -17,14 +17,14 @@ use crate::{Daemon, LiteError};
 #[derive(Debug)]
 pub struct DiffService(pub Shared);
 
+/// The directory, its whiteout style, and what keeps a temporary mount alive.
+type Target = (PathBuf, Whiteouts, Option<(MountGuard, tempfile::TempDir)>);
+
 /// Where to write the layer and how deletions must look there. Snapshotter mounts of
 /// the two shapes ours produce are written straight into their directory (an
 /// overlay's upperdir takes overlay whiteouts); anything else is mounted on a
 /// temporary directory first.
-fn target(
-    d: &Daemon,
-    mounts: &[Mount],
-) -> Result<(PathBuf, Whiteouts, Option<(MountGuard, tempfile::TempDir)>), LiteError> {
+fn target(d: &Daemon, mounts: &[Mount]) -> Result<Target, LiteError> {
     if let [m] = mounts {
         let ro = m.options.iter().any(|o| o == "ro");
         if m.kind == "bind" && !ro {

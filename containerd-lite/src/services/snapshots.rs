@@ -40,6 +40,7 @@ impl Adaptor for Info {
 }
 
 impl SnapshotsService {
+    #[allow(clippy::too_many_arguments)]
     async fn create(
         &self,
         ns: String,
