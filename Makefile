@@ -85,6 +85,7 @@ test: deps
 bench: deps build
 	$(RELEASE)/ocibench --iterations $(ITERATIONS) --ocirun $(RELEASE)/ocirun
 	$(RELEASE)/ctrbench --iterations $(ITERATIONS) --ocirun $(RELEASE)/ocirun
+	$(RELEASE)/cdlitebench --iterations 5 --containerd-lite $(RELEASE)/containerd-lite
 
 clean:
 	$(CARGO) clean
