@@ -239,7 +239,7 @@ mod tests {
                 .matches(&o)
         );
         assert!(
-            Filter::parse_all(&["topic==/x", "namespace==default"])
+            Filter::parse_all(&[r#"topic=="/x""#, "namespace==default"])
                 .unwrap()
                 .matches(&o)
         );
