@@ -29,9 +29,12 @@ NEXTEST_PROFILE ?= $(if $(filter true 1,$(CI)),ci,default)
 # Test fixtures, the runtimes we compare against, GNU time (peak RSS in the bench),
 # the C linker rustc needs, libseccomp (ocirun links it) with pkg-config, ps(1) for
 # `ocirun ps`, and the engines the integration tests run ocirun under (containerd +
-# ctr, docker.io's dockerd; `script` from bsdutils for manual pty runs).
+# ctr, docker.io's dockerd; `script` from bsdutils for manual pty runs), protoc for
+# the containerd gRPC API (ours and the containerd-client crate's), and
+# docker-registry to pull from in the containerd-lite tests.
 APT_PACKAGES := busybox-static runc crun hyperfine time util-linux gcc libc6-dev \
-                libseccomp-dev pkg-config procps containerd docker.io bsdutils
+                libseccomp-dev pkg-config procps containerd docker.io bsdutils \
+                protobuf-compiler docker-registry
 
 .PHONY: deps build demo test bench bench-shim install install-files clean
 
@@ -99,6 +102,7 @@ bench: deps build
 	$(RELEASE)/ocibench --iterations $(ITERATIONS) --ocirun $(RELEASE)/ocirun
 	$(RELEASE)/ctrbench --iterations $(ITERATIONS) --ocirun $(RELEASE)/ocirun
 	shim/bench/memory.sh $(RELEASE)/shim $(or $(SHIMS),20)
+	$(RELEASE)/cdlitebench --iterations 5 --containerd-lite $(RELEASE)/containerd-lite
 
 # Idle shim memory (RSS/PSS/USS per shim, 20 containers) next to Debian's
 # containerd-shim-runc-v2, under a private containerd.

@@ -16,6 +16,7 @@
 
 pub mod console;
 pub mod containerd;
+pub mod containerd_lite;
 pub mod daemon;
 pub mod dockerd;
 
