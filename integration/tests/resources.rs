@@ -4,8 +4,9 @@ use integration::{TestContainer, json};
 const MEMORY_LIMIT: u64 = 32 * 1024 * 1024;
 
 /// Holds 64 MiB in memory (busybox `tail` keeps the last 10 lines, and /dev/zero is
-/// one endless line), then reports how `tail` ended: 0, or 137 when OOM-killed.
-const MEMORY_HOG: &str = "head -c 67108864 /dev/zero | tail >/dev/null; echo tail=$?";
+/// one endless line), then reports how `tail` ended: 0, or 137 when OOM-killed. The hog
+/// marks itself the OOM killer's first choice (oom_score_adj 1000).
+const MEMORY_HOG: &str = "head -c 67108864 /dev/zero | sh -c 'echo 1000 >/proc/self/oom_score_adj; exec tail' >/dev/null; echo tail=$?";
 
 #[test]
 fn memory_limit_is_written_to_cgroup() {
@@ -23,10 +24,14 @@ fn memory_limit_is_written_to_cgroup() {
     assert_eq!(got.trim(), MEMORY_LIMIT.to_string(), "{}", file.display());
 }
 
+fn hog_container() -> TestContainer {
+    TestContainer::new(&["sh", "-c", MEMORY_HOG])
+}
+
 #[test]
 fn memory_hog_completes_without_limit() {
     // The control for the next test: the command itself works when memory is free.
-    let tc = TestContainer::new(&["sh", "-c", MEMORY_HOG]);
+    let tc = hog_container();
     let out = tc.run_foreground(&[]);
     out.ok();
     assert_eq!(out.stdout, "tail=0\n", "{out}");
@@ -34,15 +39,21 @@ fn memory_hog_completes_without_limit() {
 
 #[test]
 fn memory_hog_is_oom_killed_over_limit() {
-    let mut tc = TestContainer::new(&["sh", "-c", MEMORY_HOG]);
+    let mut tc = hog_container();
     // swap = limit: no swap to spill into, so the kernel must kill.
     tc.config()["linux"]["resources"]["memory"] =
         json!({ "limit": MEMORY_LIMIT, "swap": MEMORY_LIMIT });
     let out = tc.run_foreground(&[]);
-    out.ok();
-    assert_eq!(
-        out.stdout, "tail=137\n",
-        "tail died of SIGKILL (OOM):\n{out}"
+    // The kernel kills the hog first; but while its memory is still being freed a
+    // second OOM can take the shell too (a kernel behaviour seen on 6.18; and
+    // lowering the shell's oom_score_adj needs CAP_SYS_RESOURCE, which this host's
+    // root lacks). Either way the limit killed: the control above shows the same
+    // command succeeding without it.
+    let hog_killed = out.code() == Some(0) && out.stdout == "tail=137\n";
+    let shell_killed_too = out.code() == Some(137) && out.stdout.is_empty();
+    assert!(
+        hog_killed || shell_killed_too,
+        "expected an OOM kill:\n{out}"
     );
 }
 
