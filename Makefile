@@ -27,7 +27,8 @@ NEXTEST_PROFILE ?= $(if $(filter true 1,$(CI)),ci,default)
 # `ocirun ps`, and the engines the integration tests run ocirun under (containerd +
 # ctr, docker.io's dockerd; `script` from bsdutils for manual pty runs).
 APT_PACKAGES := busybox-static runc crun hyperfine time util-linux gcc libc6-dev \
-                libseccomp-dev pkg-config procps containerd docker.io bsdutils
+                libseccomp-dev pkg-config procps containerd docker.io bsdutils \
+                protobuf-compiler
 
 .PHONY: deps build demo test bench clean
 
