@@ -483,7 +483,7 @@ async fn container_route(
             d.rename(&c, q.get("name").map_or("", String::as_str))?;
             Ok(status(StatusCode::NO_CONTENT))
         }
-        (&Method::POST, ["attach"]) => attach(req, c, &q),
+        (&Method::POST, ["attach"]) => attach(d.clone(), req, c, &q),
         (&Method::GET, ["logs"]) => logs(c, &q).await,
         (&Method::POST, ["exec"]) => {
             let cfg: ExecConfig = read_json(req)
@@ -602,6 +602,7 @@ fn wait(c: &Arc<Container>, condition: &str) -> ApiResult<Response<Body>> {
 }
 
 fn attach(
+    d: Arc<Daemon>,
     mut req: Request<Incoming>,
     c: Arc<Container>,
     q: &HashMap<String, String>,
@@ -634,9 +635,20 @@ fn attach(
         };
         let (mut rd, mut wr) = tokio::io::split(TokioIo::new(upgraded));
         let c2 = c.clone();
+        let mut started = c.subscribe_life();
         // The CLI half-closes its side at once when it has no stdin to send, so EOF
         // here says nothing about the client being gone; failed writes do.
         tokio::spawn(async move {
+            // `docker run -i` attaches before the start that opens the container's
+            // stdin: leave the input in the socket until then.
+            if want_stdin
+                && started
+                    .wait_for(|l| l.running || l.exits > 0 || l.removed)
+                    .await
+                    .is_err()
+            {
+                return;
+            }
             let mut buf = vec![0u8; 8192];
             loop {
                 match rd.read(&mut buf).await {
@@ -651,6 +663,7 @@ fn attach(
             }
             if want_stdin && stdin_once {
                 c2.close_stdin().await;
+                d.close_io(&c2.id, "").await;
             }
         });
         let mut life = c.subscribe_life();
@@ -858,11 +871,13 @@ async fn exec_start(
         };
         let (mut rd, mut wr) = tokio::io::split(TokioIo::new(upgraded));
         if let Some(mut w) = stdin {
+            let (d, cid, eid) = (d.clone(), e.container_id.clone(), e.id.clone());
             tokio::spawn(async move {
                 let _ = tokio::io::copy(&mut rd, &mut w).await;
-                // Dropping the write end is the process's EOF on stdin (the client
-                // half-closed after its own stdin ended).
+                // The client half-closed after its own stdin ended: the process
+                // gets its EOF.
                 drop(w);
+                d.close_io(&cid, &eid).await;
             });
         }
         let (tx, mut rx) = mpsc::channel::<Bytes>(64);

@@ -14,10 +14,11 @@ use containerd_client::services::v1::snapshots::{
     MountsRequest, PrepareSnapshotRequest, RemoveSnapshotRequest,
 };
 use containerd_client::services::v1::{
-    Container as CtrContainer, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
-    DeleteProcessRequest, DeleteTaskRequest, ExecProcessRequest, KillRequest, ResizePtyRequest,
-    StartRequest, UpdateContainerRequest, WaitRequest,
+    CloseIoRequest, Container as CtrContainer, CreateContainerRequest, CreateTaskRequest,
+    DeleteContainerRequest, DeleteProcessRequest, DeleteTaskRequest, ExecProcessRequest,
+    KillRequest, ResizePtyRequest, StartRequest, UpdateContainerRequest, WaitRequest,
 };
+use containerd_client::services::v1::{CreateRequest as LeaseCreate, DeleteRequest as LeaseDelete};
 use containerd_client::tonic::Code;
 use containerd_client::types::Mount;
 use jsonlog::Stream;
@@ -545,6 +546,34 @@ impl Daemon {
     /// Creates the container's directory, its /etc files, its rootfs snapshot and
     /// the containerd container record (with the spec).
     async fn materialize(&self, rec: &Record) -> ApiResult<()> {
+        // Until the container record references the new snapshot, only a lease keeps
+        // containerd's garbage collector (which a concurrent removal may trigger)
+        // from deleting it.
+        let lease = format!("engined-create-{}", rec.id);
+        self.ctrd
+            .leases()
+            .create(self.ctrd.req(LeaseCreate {
+                id: lease.clone(),
+                labels: HashMap::from([(
+                    "containerd.io/gc.expire".to_string(),
+                    common::rfc3339_nanos(SystemTime::now() + Duration::from_secs(600)),
+                )]),
+            }))
+            .await
+            .ctx(|| "create lease".into())?;
+        let made = self.materialize_leased(rec, &lease).await;
+        let _ = self
+            .ctrd
+            .leases()
+            .delete(self.ctrd.req(LeaseDelete {
+                id: lease,
+                sync: false,
+            }))
+            .await;
+        made
+    }
+
+    async fn materialize_leased(&self, rec: &Record, lease: &str) -> ApiResult<()> {
         let dir = self.container_dir(&rec.id);
         std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
         let hostname = rec.config.hostname.clone().unwrap_or_default();
@@ -567,28 +596,31 @@ impl Daemon {
         self.save(rec)?;
         self.ctrd
             .snapshots()
-            .prepare(self.ctrd.req(PrepareSnapshotRequest {
-                snapshotter: self.ctrd.snapshotter.clone(),
-                key: rec.id.clone(),
-                parent: rec.chain_id.clone(),
-                labels: HashMap::new(),
-            }))
+            .prepare(self.ctrd.leased(
+                PrepareSnapshotRequest {
+                    snapshotter: self.ctrd.snapshotter.clone(),
+                    key: rec.id.clone(),
+                    parent: rec.chain_id.clone(),
+                    labels: HashMap::new(),
+                },
+                lease,
+            ))
             .await
             .ctx(|| "prepare the rootfs snapshot".into())?;
         let spec = self.build_spec(rec).await?;
         let runtime = self.runtime_options(rec)?;
         self.ctrd
             .containers()
-            .create(self.ctrd.req(CreateContainerRequest {
-                container: Some(CtrContainer {
-                    id: rec.id.clone(),
-                    image: crate::reference::normalize(&rec.image),
-                    runtime: Some(Runtime {
-                        name: "io.containerd.runc.v2".into(),
-                        options: Some(runtime),
-                    }),
-                    spec:
-                        Some(
+            .create(self.ctrd.leased(
+                CreateContainerRequest {
+                    container: Some(CtrContainer {
+                        id: rec.id.clone(),
+                        image: crate::reference::normalize(&rec.image),
+                        runtime: Some(Runtime {
+                            name: "io.containerd.runc.v2".into(),
+                            options: Some(runtime),
+                        }),
+                        spec: Some(
                             Any {
                                 type_url: SPEC_TYPE.into(),
                                 value:
@@ -597,15 +629,17 @@ impl Daemon {
                                     })?,
                             },
                         ),
-                    snapshotter: self.ctrd.snapshotter.clone(),
-                    snapshot_key: rec.id.clone(),
-                    labels: HashMap::from([(
-                        "com.docker/engine.bundle.path".to_string(),
-                        dir.to_string_lossy().into_owned(),
-                    )]),
-                    ..Default::default()
-                }),
-            }))
+                        snapshotter: self.ctrd.snapshotter.clone(),
+                        snapshot_key: rec.id.clone(),
+                        labels: HashMap::from([(
+                            "com.docker/engine.bundle.path".to_string(),
+                            dir.to_string_lossy().into_owned(),
+                        )]),
+                        ..Default::default()
+                    }),
+                },
+                lease,
+            ))
             .await
             .ctx(|| "create the containerd container".into())?;
         Ok(())
@@ -1113,6 +1147,23 @@ impl Daemon {
             .await
             .ctx(|| "resize".into())?;
         Ok(())
+    }
+
+    /// Closes a process's stdin in the shim: the shim keeps its own end of the
+    /// FIFO open for writing, so our closing it is not an EOF for the process.
+    pub async fn close_io(&self, container_id: &str, exec_id: &str) {
+        let closed = self
+            .ctrd
+            .tasks()
+            .close_io(self.ctrd.req(CloseIoRequest {
+                container_id: container_id.to_string(),
+                exec_id: exec_id.to_string(),
+                stdin: true,
+            }))
+            .await;
+        if let Err(s) = closed {
+            debug!(container_id, exec_id, error = %s.message(), "close stdin failed");
+        }
     }
 
     pub fn rename(&self, c: &Container, new: &str) -> ApiResult<()> {

@@ -18,6 +18,7 @@ pub mod console;
 pub mod containerd;
 pub mod daemon;
 pub mod dockerd;
+pub mod engined;
 
 use std::ffi::OsStr;
 use std::fs::{self, File};
