@@ -19,6 +19,7 @@ pub mod containerd;
 pub mod containerd_lite;
 pub mod daemon;
 pub mod dockerd;
+pub mod engined;
 
 use std::ffi::OsStr;
 use std::fs::{self, File};

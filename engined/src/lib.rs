@@ -1,0 +1,83 @@
+//! engined: the Docker Engine API (as the docker CLI 28 speaks it at API 1.41) on a
+//! Unix socket, backed by containerd's gRPC API (containerd-lite or containerd 1.6).
+#![forbid(unsafe_code)]
+#![recursion_limit = "256"]
+
+pub mod api;
+pub mod config;
+pub mod ctrd;
+pub mod daemon;
+pub mod error;
+pub mod images;
+pub mod reference;
+pub mod server;
+pub mod spec;
+pub mod util;
+
+use std::sync::Arc;
+
+pub use config::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Connect(#[from] ctrd::ConnectError),
+    #[error("{0}")]
+    Setup(#[from] error::ApiError),
+    #[error("{0}")]
+    Config(String),
+    #[error("listen on {path}: {source}")]
+    Listen {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("write pid file {path}: {source}")]
+    Pidfile {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Connects to containerd, restores state, serves every socket until SIGTERM/SIGINT.
+pub async fn run(cfg: Config) -> Result<(), StartError> {
+    let sockets = cfg.sockets().map_err(StartError::Config)?;
+    let ctrd =
+        ctrd::Ctrd::connect(&cfg.containerd, &cfg.containerd_namespace, &cfg.snapshotter).await?;
+    let pidfile = cfg.pidfile.clone();
+    let daemon = daemon::Daemon::new(cfg, ctrd).await?;
+    let mut listeners = Vec::new();
+    for s in &sockets {
+        listeners.push(server::bind(s).map_err(|source| StartError::Listen {
+            path: s.display().to_string(),
+            source,
+        })?);
+    }
+    common::atomic_write(
+        &pidfile,
+        format!("{}", std::process::id()).as_bytes(),
+        0o644,
+    )
+    .map_err(|source| StartError::Pidfile {
+        path: pidfile.display().to_string(),
+        source,
+    })?;
+    for l in listeners {
+        tokio::spawn(server::serve(Arc::clone(&daemon), l));
+    }
+    tracing::info!(sockets = ?sockets, "engined is serving");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|source| StartError::Listen {
+            path: "SIGTERM handler".into(),
+            source,
+        })?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    // Containers keep running (live restore); only our own files go.
+    for s in &sockets {
+        let _ = std::fs::remove_file(s);
+    }
+    let _ = std::fs::remove_file(&pidfile);
+    Ok(())
+}
