@@ -2,7 +2,8 @@
 #   make demo   builds everything and runs a busybox container with ocirun
 #   make test   fmt + clippy + build + every test (what .ci/run runs)
 #   make bench  ocirun vs runc vs crun vs the namespace floor, then `ctr run --rm`
-#               end to end on containerd with ocirun vs runc
+#               end to end on containerd with ocirun vs runc, then `docker run --rm`
+#               against engined (on containerd) vs dockerd 20.10
 # Each target installs the Debian packages it needs (only when missing).
 
 SHELL := /bin/bash
@@ -25,7 +26,8 @@ NEXTEST_PROFILE ?= $(if $(filter true 1,$(CI)),ci,default)
 # Test fixtures, the runtimes we compare against, GNU time (peak RSS in the bench),
 # the C linker rustc needs, libseccomp (ocirun links it) with pkg-config, ps(1) for
 # `ocirun ps`, and the engines the integration tests run ocirun under (containerd +
-# ctr, docker.io's dockerd; `script` from bsdutils for manual pty runs).
+# ctr, docker.io's dockerd; `script` from bsdutils for manual pty runs), and protoc
+# for the containerd-client crate's build script.
 APT_PACKAGES := busybox-static runc crun hyperfine time util-linux gcc libc6-dev \
                 libseccomp-dev pkg-config procps containerd docker.io bsdutils \
                 protobuf-compiler
@@ -83,6 +85,7 @@ test: deps
 bench: deps build
 	$(RELEASE)/ocibench --iterations $(ITERATIONS) --ocirun $(RELEASE)/ocirun
 	$(RELEASE)/ctrbench --iterations $(ITERATIONS) --ocirun $(RELEASE)/ocirun
+	$(RELEASE)/enginebench --iterations $(ITERATIONS) --engined $(RELEASE)/engined
 
 clean:
 	$(CARGO) clean
