@@ -2,7 +2,8 @@
 #   make demo   builds everything and runs a busybox container with ocirun
 #   make test   fmt + clippy + build + every test (what .ci/run runs)
 #   make bench  ocirun vs runc vs crun vs the namespace floor, then `ctr run --rm`
-#               end to end on containerd with ocirun vs runc
+#               end to end on containerd with ocirun vs runc, then `docker run --rm`
+#               against engined (on containerd) vs dockerd 20.10
 #   make install  ocirun, shim and containerd-shim-ocirun-v2 into PREFIX/bin (/usr/local)
 # Each target installs the Debian packages it needs (only when missing).
 
@@ -103,6 +104,7 @@ bench: deps build
 	$(RELEASE)/ctrbench --iterations $(ITERATIONS) --ocirun $(RELEASE)/ocirun
 	shim/bench/memory.sh $(RELEASE)/shim $(or $(SHIMS),20)
 	$(RELEASE)/cdlitebench --iterations 5 --containerd-lite $(RELEASE)/containerd-lite
+	$(RELEASE)/enginebench --iterations $(ITERATIONS) --engined $(RELEASE)/engined
 
 # Idle shim memory (RSS/PSS/USS per shim, 20 containers) next to Debian's
 # containerd-shim-runc-v2, under a private containerd.

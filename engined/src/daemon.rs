@@ -856,10 +856,9 @@ impl Daemon {
             }))
             .await;
         if let Err(s) = created {
-            let msg = s.message().to_string();
-            return Err(ApiError::Internal(format!(
-                "failed to create task for container: {msg}"
-            )));
+            let msg = format!("failed to create task for container: {}", s.message());
+            self.start_failed(c, &msg);
+            return Err(ApiError::Internal(msg));
         }
         let started = self
             .ctrd
@@ -879,14 +878,9 @@ impl Daemon {
                         container_id: c.id.clone(),
                     }))
                     .await;
-                let msg = s.message().to_string();
-                let mut r = lock(&c.rec);
-                r.state.error = msg.clone();
-                r.state.exit_code = 127;
-                let _ = self.save(&r);
-                return Err(ApiError::Internal(format!(
-                    "failed to start container: {msg}"
-                )));
+                let msg = format!("failed to start container: {}", s.message());
+                self.start_failed(c, &msg);
+                return Err(ApiError::Internal(msg));
             }
         };
         fifos.keepalive.clear();
@@ -926,6 +920,39 @@ impl Daemon {
         tokio::spawn(async move { d.reap(c2, copiers).await });
         debug!(pid, "started");
         Ok(())
+    }
+
+    /// Records a start that failed as an exit (code 127, as dockerd), so that
+    /// waiters (`docker run` waits before it starts) see it, and removes a `--rm`
+    /// container, which `wait?condition=removed` is waiting for.
+    fn start_failed(self: &Arc<Self>, c: &Arc<Container>, msg: &str) {
+        let auto_remove = {
+            let mut r = lock(&c.rec);
+            r.state.error = msg.to_string();
+            r.state.exit_code = 127;
+            r.state.status = if r.state.started_at.is_empty() {
+                "created".into()
+            } else {
+                "exited".into()
+            };
+            let _ = self.save(&r);
+            r.host_config.auto_remove.unwrap_or(false)
+        };
+        c.life.send_modify(|l| {
+            l.exits += 1;
+            l.exit_code = 127;
+            l.running = false;
+        });
+        if auto_remove {
+            let d = self.clone();
+            let c = c.clone();
+            // Not inline: start still holds the container's operation lock.
+            tokio::spawn(async move {
+                if let Err(e) = d.remove(&c, true).await {
+                    warn!(container_id = %c.id, error = %e, "auto-remove failed");
+                }
+            });
+        }
     }
 
     /// Waits for the task to exit, then records the exit, drains the output,
