@@ -178,10 +178,58 @@ impl ContainerdLite {
     }
 }
 
+impl ContainerdLite {
+    /// Bundles of the daemon's tasks, `<state>/io.containerd.runtime.v2.task/<ns>/<id>`.
+    pub fn task_bundles(&self) -> Vec<PathBuf> {
+        let root = self.dir().join("state/io.containerd.runtime.v2.task");
+        std::fs::read_dir(root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|ns| std::fs::read_dir(ns.path()).into_iter().flatten().flatten())
+            .map(|e| e.path())
+            .collect()
+    }
+
+    /// Kills what a failed test left running: each task's processes and its shim,
+    /// then lets the shim's `delete` remove the runtime state and unmount the rootfs.
+    fn kill_tasks(&self) {
+        let shim = binary().with_file_name("shim");
+        for bundle in self.task_bundles() {
+            for f in ["init.pid", "shim.pid"] {
+                let pid = std::fs::read_to_string(bundle.join(f))
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i32>().ok());
+                if let Some(pid) = pid.filter(|p| *p > 1) {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+            let ns = bundle
+                .parent()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let id = bundle
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let mut cmd = Command::new(&shim);
+            cmd.args(["-namespace", &ns, "-id", &id, "-address"])
+                .arg(self.address())
+                .args(["-publish-binary", "/bin/true", "delete"])
+                .current_dir(&bundle)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let _ = run_with_timeout(cmd, COMMAND_TIMEOUT);
+        }
+    }
+}
+
 impl Drop for ContainerdLite {
     fn drop(&mut self) {
         report_log_if_panicking("containerd-lite", &self.log_path());
         self.stop();
+        self.kill_tasks();
         unmount_all_under(self.dir.path());
     }
 }
