@@ -609,3 +609,21 @@ fn kill9_daemon_with_running_tasks_then_restart_reconnects() {
     d.ctr(&["containers", "rm", "r1", "r2", "r3"]).ok();
     assert!(d.task_bundles().is_empty(), "{:?}", d.task_bundles());
 }
+
+#[test]
+fn ctr_run_tty_gets_a_pty() {
+    let d = daemon_with_busybox();
+    // ctr -t wants a terminal on its own stdin: script(1) gives it one.
+    let inner = format!(
+        "ctr -a {} -n {} run -t --rm {BUSYBOX} tt sh -c 'tty; echo done'",
+        s(&d.address()),
+        d.namespace()
+    );
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &inner, "/dev/null"]).stdin(Stdio::null());
+    let out = integration::run_with_timeout(cmd, Duration::from_secs(60));
+    out.ok();
+    assert!(out.stdout.contains("/dev/pts/"), "{out}");
+    assert!(out.stdout.contains("done"), "{out}");
+    assert!(d.task_bundles().is_empty(), "{:?}", d.task_bundles());
+}
