@@ -4,6 +4,7 @@
 //! The shim writes that address into the bundle, so a restarted daemon finds its
 //! shims again by scanning the bundles.
 use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -254,6 +255,10 @@ impl TaskManager {
             .arg("-publish-binary")
             .arg(&self.publish_binary)
             .arg(action)
+            // What containerd 1.6 sets for its shims (runc's shim reads them).
+            .env("GRPC_ADDRESS", &self.address)
+            .env("TTRPC_ADDRESS", format!("{}.ttrpc", self.address.display()))
+            .env("NAMESPACE", ns)
             .current_dir(bundle)
             .stdin(Stdio::null());
         c
@@ -285,6 +290,7 @@ impl TaskManager {
                 0o644,
             )
             .map_err(io)?;
+            relay_shim_log(&bundle, &p.ns, &p.id).map_err(io)?;
             let out = self
                 .shim_command(&shim, &p.ns, &p.id, &bundle, "start")
                 .output()
@@ -450,6 +456,9 @@ impl TaskManager {
                 let conn = match live {
                     Some(c) => {
                         tracing::info!(address = %address.trim(), "reconnected to shim");
+                        if let Err(e) = relay_shim_log(&bundle, &ns, &id) {
+                            tracing::warn!(error = %e, "shim log not relayed");
+                        }
                         Conn::Live(c)
                     }
                     None => {
@@ -490,6 +499,11 @@ impl TaskManager {
 /// Removes a bundle, never through a rootfs that is still mounted (that would delete
 /// the container's files in its snapshot).
 fn remove_bundle(bundle: &Path) {
+    // Ends a relay thread still waiting for a writer (a shim that never started).
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(bundle.join("log"));
     let rootfs = bundle.join("rootfs");
     let _ = nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH);
     if let Ok(entries) = std::fs::read_dir(bundle) {
@@ -507,4 +521,27 @@ fn remove_bundle(bundle: &Path) {
     if let Err(e) = std::fs::remove_dir(bundle) {
         tracing::warn!(bundle = %bundle.display(), error = %e, "bundle left behind");
     }
+}
+
+/// containerd gives each shim a `log` FIFO in its bundle and copies what the shim
+/// writes there into its own log; runc's shim refuses to run without it. The reader
+/// opens in a thread (the open waits for the shim) and ends when the shim closes it.
+fn relay_shim_log(bundle: &Path, ns: &str, id: &str) -> std::io::Result<()> {
+    let path = bundle.join("log");
+    if !path.exists() {
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o700))
+            .map_err(std::io::Error::from)?;
+    }
+    let (ns, id) = (ns.to_string(), id.to_string());
+    std::thread::Builder::new()
+        .name("shim-log".into())
+        .spawn(move || {
+            let Ok(f) = std::fs::File::open(&path) else {
+                return;
+            };
+            for line in std::io::BufRead::lines(std::io::BufReader::new(f)).map_while(Result::ok) {
+                tracing::debug!(target: "shim", %ns, %id, "{line}");
+            }
+        })?;
+    Ok(())
 }

@@ -36,17 +36,29 @@ pub struct ContainerdLite {
     dir: tempfile::TempDir,
     child: Option<Child>,
     namespace: String,
+    config: Option<PathBuf>,
 }
 
 impl ContainerdLite {
     pub fn start() -> Self {
+        Self::start_with_config(None)
+    }
+
+    /// A daemon reading `config` (containerd-shaped TOML) through `--config`.
+    pub fn start_with_config(config: Option<&str>) -> Self {
         let dir = short_tempdir("cdl-");
+        let config = config.map(|text| {
+            let p = dir.path().join("config.toml");
+            std::fs::write(&p, text).expect("write config.toml");
+            p
+        });
         let mut namespace = unique_name();
         namespace.truncate(60);
         let mut me = Self {
             dir,
             child: None,
             namespace: namespace.trim_end_matches('-').to_string(),
+            config,
         };
         me.spawn();
         me
@@ -64,6 +76,9 @@ impl ContainerdLite {
             .arg(self.dir().join("state"))
             .arg("--log-level")
             .arg("info,containerd_lite=debug,unpack=debug");
+        if let Some(c) = &self.config {
+            cmd.arg("--config").arg(c);
+        }
         let log = self.log_path();
         // Appends: a restarted daemon keeps the earlier log.
         let prior = std::fs::read(&log).unwrap_or_default();

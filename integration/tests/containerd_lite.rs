@@ -476,7 +476,11 @@ fn kill9_during_import_leaves_a_consistent_store() {
 
 /// A daemon with the testkit busybox imported as `docker.io/library/busybox:latest`.
 fn daemon_with_busybox() -> ContainerdLite {
-    let d = ContainerdLite::start();
+    daemon_with_busybox_config(None)
+}
+
+fn daemon_with_busybox_config(config: Option<&str>) -> ContainerdLite {
+    let d = ContainerdLite::start_with_config(config);
     let tar = d.dir().join("bb.tar");
     write_docker_archive(&busybox("busybox:latest"), &tar).unwrap();
     d.ctr(&["images", "import", s(&tar)]).ok();
@@ -625,5 +629,37 @@ fn ctr_run_tty_gets_a_pty() {
     out.ok();
     assert!(out.stdout.contains("/dev/pts/"), "{out}");
     assert!(out.stdout.contains("done"), "{out}");
+    assert!(d.task_bundles().is_empty(), "{:?}", d.task_bundles());
+}
+
+#[test]
+fn config_points_a_runtime_at_real_containerd_shim_runc_v2() {
+    let d = daemon_with_busybox_config(Some(
+        "[runtimes.\"io.containerd.runc.v2\"]\nshim = \"/usr/bin/containerd-shim-runc-v2\"\n",
+    ));
+    let out = d.ctr(&[
+        "run",
+        "--rm",
+        BUSYBOX,
+        "rr",
+        "sh",
+        "-c",
+        "echo via-runc; exit 4",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{out}");
+    assert_eq!(out.stdout.trim(), "via-runc", "{out}");
+    // ocirun is still there under its own name.
+    let out = d.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "io.containerd.ocirun.v2",
+        BUSYBOX,
+        "ro",
+        "echo",
+        "via-ocirun",
+    ]);
+    out.ok();
+    assert_eq!(out.stdout.trim(), "via-ocirun", "{out}");
     assert!(d.task_bundles().is_empty(), "{:?}", d.task_bundles());
 }
