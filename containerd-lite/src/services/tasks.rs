@@ -1,6 +1,6 @@
 //! Tasks: each call goes to the task's shim over ttrpc (see `crate::runtime`). The
-//! ttrpc client is synchronous, so calls run on the blocking pool; Wait holds one
-//! blocking thread for as long as the process runs, as containerd holds a goroutine.
+//! ttrpc client is synchronous, so calls run on the blocking pool; Wait holds a thread
+//! of its own for as long as the process runs, as containerd holds a goroutine.
 use std::sync::Arc;
 
 use containerd_grpc::containerd::services::tasks::v1::*;
@@ -486,7 +486,10 @@ impl tasks_server::Tasks for TasksService {
     async fn wait(&self, req: Request<WaitRequest>) -> Result<Response<WaitResponse>, Status> {
         let task = self.task(&req, &req.get_ref().container_id)?;
         let exec_id = req.into_inner().exec_id;
-        let r = on_blocking(move || match &task.conn {
+        // A thread of its own, not the blocking pool: waits last as long as their
+        // processes, and enough of them would starve every storage call.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let waiter = move || match &task.conn {
             Conn::Live(c) => c
                 .wait(
                     // No deadline: the process decides how long this takes.
@@ -510,8 +513,16 @@ impl tasks_server::Tasks for TasksService {
                 exit_status: *exit_status,
                 exited_at: *exited_at,
             }),
-        })
-        .await?;
+        };
+        std::thread::Builder::new()
+            .name("task-wait".into())
+            .spawn(move || {
+                let _ = tx.send(waiter());
+            })
+            .map_err(|e| Status::internal(format!("starting a wait thread: {e}")))?;
+        let r = rx
+            .await
+            .map_err(|_| Status::internal("wait thread ended without an answer"))??;
         Ok(Response::new(r))
     }
 }
