@@ -545,3 +545,26 @@ fn relay_shim_log(bundle: &Path, ns: &str, id: &str) -> std::io::Result<()> {
         })?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_names_resolve_through_config_then_defaults_then_path() {
+        let config: Config =
+            toml::from_str("[runtimes.\"io.containerd.runc.v2\"]\nshim = \"/opt/other-shim\"\n")
+                .unwrap();
+        let m = TaskManager::new(&config, Path::new("/nonexistent"));
+        assert_eq!(
+            m.shim_for(RUNC_V2).unwrap(),
+            PathBuf::from("/opt/other-shim")
+        );
+        assert_eq!(m.shim_for("").unwrap(), PathBuf::from("/opt/other-shim"));
+        assert_eq!(m.shim_for(OCIRUN_V2).unwrap(), our_shim());
+        assert_eq!(
+            m.shim_for("io.containerd.nosuch.v9").unwrap_err().code(),
+            tonic::Code::NotFound
+        );
+    }
+}
