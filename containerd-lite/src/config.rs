@@ -18,6 +18,16 @@ pub struct Config {
     pub state: Option<PathBuf>,
     pub grpc: GrpcSection,
     pub debug: DebugSection,
+    /// Runtime name (`io.containerd.runc.v2`) to the shim that serves it. Built-in
+    /// defaults map both runc's and ocirun's names to our shim; entries here win.
+    pub runtimes: std::collections::BTreeMap<String, RuntimeEntry>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RuntimeEntry {
+    /// The shim v2 binary (a path, or a name looked up on PATH).
+    pub shim: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -67,12 +77,16 @@ mod tests {
     #[test]
     fn reads_containerd_shaped_toml() {
         let c: Config = toml::from_str(
-            "version = 2\nroot = \"/r\"\n[grpc]\naddress = \"/s.sock\"\n[debug]\nlevel = \"debug\"\n[plugins.x]\ny = 1\n",
+            "version = 2\nroot = \"/r\"\n[grpc]\naddress = \"/s.sock\"\n[debug]\nlevel = \"debug\"\n[plugins.x]\ny = 1\n[runtimes.\"io.containerd.runc.v2\"]\nshim = \"/usr/bin/containerd-shim-runc-v2\"\n",
         )
         .unwrap();
         assert_eq!(c.root(), PathBuf::from("/r"));
         assert_eq!(c.address(), PathBuf::from("/s.sock"));
         assert_eq!(c.state(), PathBuf::from(DEFAULT_STATE));
         assert_eq!(c.debug.level.as_deref(), Some("debug"));
+        assert_eq!(
+            c.runtimes["io.containerd.runc.v2"].shim.as_deref(),
+            Some(Path::new("/usr/bin/containerd-shim-runc-v2"))
+        );
     }
 }

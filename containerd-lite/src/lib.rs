@@ -20,6 +20,7 @@ pub mod error;
 pub mod events;
 pub mod filters;
 pub mod pull;
+pub mod runtime;
 pub mod server;
 pub mod services;
 pub mod tools;

@@ -126,6 +126,14 @@ async fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
         None => {
             let daemon = Daemon::open(&config.root(), &config.state())?;
             let listener = server::bind(&config.address())?;
+            let tasks = Arc::new(containerd_lite::runtime::TaskManager::new(
+                &config,
+                &config.state(),
+            ));
+            {
+                let tasks = tasks.clone();
+                tokio::task::spawn_blocking(move || tasks.recover()).await?;
+            }
             tracing::info!(address = %config.address().display(), root = %config.root().display(), "serving");
             let shutdown = async {
                 let mut term =
@@ -143,7 +151,7 @@ async fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
                 }
                 tracing::info!("shutting down");
             };
-            server::serve(daemon, listener, shutdown).await?;
+            server::serve(daemon, tasks, listener, shutdown).await?;
             let _ = std::fs::remove_file(config.address());
             Ok(())
         }

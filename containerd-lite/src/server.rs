@@ -46,6 +46,7 @@ pub fn bind(address: &Path) -> Result<UnixListener> {
 
 pub async fn serve(
     daemon: Arc<Daemon>,
+    tasks: Arc<crate::runtime::TaskManager>,
     listener: UnixListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
@@ -68,7 +69,13 @@ pub async fn serve(
         .add_service(svc!(DiffServer, DiffService(d.clone())))
         .add_service(svc!(IntrospectionServer, IntrospectionService(d.clone())))
         .add_service(svc!(EventsServer, EventsService(d.clone())))
-        .add_service(svc!(TasksServer, TasksService))
+        .add_service(svc!(
+            TasksServer,
+            TasksService {
+                daemon: d.clone(),
+                tasks
+            }
+        ))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await
         .map_err(|e| LiteError::Unavailable(format!("grpc server: {e}")))

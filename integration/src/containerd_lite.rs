@@ -36,17 +36,29 @@ pub struct ContainerdLite {
     dir: tempfile::TempDir,
     child: Option<Child>,
     namespace: String,
+    config: Option<PathBuf>,
 }
 
 impl ContainerdLite {
     pub fn start() -> Self {
+        Self::start_with_config(None)
+    }
+
+    /// A daemon reading `config` (containerd-shaped TOML) through `--config`.
+    pub fn start_with_config(config: Option<&str>) -> Self {
         let dir = short_tempdir("cdl-");
+        let config = config.map(|text| {
+            let p = dir.path().join("config.toml");
+            std::fs::write(&p, text).expect("write config.toml");
+            p
+        });
         let mut namespace = unique_name();
         namespace.truncate(60);
         let mut me = Self {
             dir,
             child: None,
             namespace: namespace.trim_end_matches('-').to_string(),
+            config,
         };
         me.spawn();
         me
@@ -64,6 +76,9 @@ impl ContainerdLite {
             .arg(self.dir().join("state"))
             .arg("--log-level")
             .arg("info,containerd_lite=debug,unpack=debug");
+        if let Some(c) = &self.config {
+            cmd.arg("--config").arg(c);
+        }
         let log = self.log_path();
         // Appends: a restarted daemon keeps the earlier log.
         let prior = std::fs::read(&log).unwrap_or_default();
@@ -178,10 +193,58 @@ impl ContainerdLite {
     }
 }
 
+impl ContainerdLite {
+    /// Bundles of the daemon's tasks, `<state>/io.containerd.runtime.v2.task/<ns>/<id>`.
+    pub fn task_bundles(&self) -> Vec<PathBuf> {
+        let root = self.dir().join("state/io.containerd.runtime.v2.task");
+        std::fs::read_dir(root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|ns| std::fs::read_dir(ns.path()).into_iter().flatten().flatten())
+            .map(|e| e.path())
+            .collect()
+    }
+
+    /// Kills what a failed test left running: each task's processes and its shim,
+    /// then lets the shim's `delete` remove the runtime state and unmount the rootfs.
+    fn kill_tasks(&self) {
+        let shim = binary().with_file_name("shim");
+        for bundle in self.task_bundles() {
+            for f in ["init.pid", "shim.pid"] {
+                let pid = std::fs::read_to_string(bundle.join(f))
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i32>().ok());
+                if let Some(pid) = pid.filter(|p| *p > 1) {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+            let ns = bundle
+                .parent()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let id = bundle
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let mut cmd = Command::new(&shim);
+            cmd.args(["-namespace", &ns, "-id", &id, "-address"])
+                .arg(self.address())
+                .args(["-publish-binary", "/bin/true", "delete"])
+                .current_dir(&bundle)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let _ = run_with_timeout(cmd, COMMAND_TIMEOUT);
+        }
+    }
+}
+
 impl Drop for ContainerdLite {
     fn drop(&mut self) {
         report_log_if_panicking("containerd-lite", &self.log_path());
         self.stop();
+        self.kill_tasks();
         unmount_all_under(self.dir.path());
     }
 }

@@ -473,3 +473,193 @@ fn kill9_during_import_leaves_a_consistent_store() {
     check.ok();
     assert!(check.stdout.contains("complete"), "{check}");
 }
+
+/// A daemon with the testkit busybox imported as `docker.io/library/busybox:latest`.
+fn daemon_with_busybox() -> ContainerdLite {
+    daemon_with_busybox_config(None)
+}
+
+fn daemon_with_busybox_config(config: Option<&str>) -> ContainerdLite {
+    let d = ContainerdLite::start_with_config(config);
+    let tar = d.dir().join("bb.tar");
+    write_docker_archive(&busybox("busybox:latest"), &tar).unwrap();
+    d.ctr(&["images", "import", s(&tar)]).ok();
+    d
+}
+
+const BUSYBOX: &str = "docker.io/library/busybox:latest";
+
+/// `ctr task ls` as (task, status) pairs.
+fn task_statuses(d: &ContainerdLite) -> Vec<(String, String)> {
+    let out = d.ctr(&["task", "ls"]);
+    out.ok();
+    out.stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 3).then(|| (f[0].to_string(), f[2].to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn ctr_run_rm_prints_output_and_propagates_exit_codes() {
+    let d = daemon_with_busybox();
+    let out = d.ctr(&["run", "--rm", BUSYBOX, "t1", "echo", "hi"]);
+    out.ok();
+    assert_eq!(out.stdout.trim(), "hi", "{out}");
+
+    let out = d.ctr(&[
+        "run",
+        "--rm",
+        BUSYBOX,
+        "t2",
+        "sh",
+        "-c",
+        "echo err >&2; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{out}");
+    assert!(out.stderr.contains("err"), "{out}");
+
+    // --rm removed both the tasks and the containers, and their bundles.
+    assert!(task_statuses(&d).is_empty());
+    assert!(first_column(&d.ctr(&["containers", "ls"]).stdout).is_empty());
+    assert!(d.task_bundles().is_empty(), "{:?}", d.task_bundles());
+}
+
+#[test]
+fn ctr_detached_task_lifecycle_with_exec_kill_and_removal() {
+    let d = daemon_with_busybox();
+    d.ctr(&["run", "-d", BUSYBOX, "t2", "sleep", "1000"]).ok();
+    assert_eq!(
+        task_statuses(&d),
+        vec![("t2".to_string(), "RUNNING".to_string())]
+    );
+    let ex = d.ctr(&["task", "exec", "--exec-id", "e1", "t2", "echo", "ex"]);
+    ex.ok();
+    assert_eq!(ex.stdout.trim(), "ex", "{ex}");
+    let ps = d.ctr(&["task", "ps", "t2"]);
+    ps.ok();
+    assert_eq!(first_column(&ps.stdout).len(), 1, "{ps}");
+
+    d.ctr(&["task", "kill", "-s", "KILL", "t2"]).ok();
+    wait_for(Duration::from_secs(10), "t2 STOPPED", || {
+        (task_statuses(&d) == vec![("t2".to_string(), "STOPPED".to_string())]).then_some(())
+    });
+    d.ctr(&["task", "rm", "t2"]).ok();
+    assert!(task_statuses(&d).is_empty());
+    d.ctr(&["containers", "rm", "t2"]).ok();
+    assert!(first_column(&d.ctr(&["containers", "ls"]).stdout).is_empty());
+    assert!(d.task_bundles().is_empty(), "{:?}", d.task_bundles());
+}
+
+#[test]
+fn kill9_daemon_with_running_tasks_then_restart_reconnects() {
+    let mut d = daemon_with_busybox();
+    d.ctr(&["run", "-d", BUSYBOX, "r1", "sleep", "1000"]).ok();
+    d.ctr(&["run", "-d", BUSYBOX, "r2", "sh", "-c", "sleep 2; exit 7"])
+        .ok();
+    d.ctr(&["run", "-d", BUSYBOX, "r3", "sleep", "1000"]).ok();
+    d.kill9();
+    // r2 exits while the daemon is down (its shim keeps the exit); r3's shim dies
+    // too, so only `shim delete` can end it and tell its exit.
+    let r3 = d
+        .task_bundles()
+        .into_iter()
+        .find(|b| b.ends_with("r3"))
+        .unwrap();
+    let shim_pid: i32 = std::fs::read_to_string(r3.join("shim.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    d.spawn();
+    let st = task_statuses(&d);
+    assert!(
+        st.contains(&("r1".to_string(), "RUNNING".to_string())),
+        "{st:?}"
+    );
+    assert!(
+        st.contains(&("r2".to_string(), "STOPPED".to_string())),
+        "{st:?}"
+    );
+    assert!(
+        st.contains(&("r3".to_string(), "STOPPED".to_string())),
+        "{st:?}"
+    );
+
+    d.ctr(&["task", "kill", "-s", "KILL", "r1"]).ok();
+    wait_for(Duration::from_secs(10), "r1 STOPPED", || {
+        task_statuses(&d)
+            .contains(&("r1".to_string(), "STOPPED".to_string()))
+            .then_some(())
+    });
+    let rm = d.ctr(&["task", "rm", "r1"]);
+    rm.ok();
+    let rm = d.ctr(&["task", "rm", "r2"]);
+    rm.ok();
+    assert!(rm.stderr.contains("exit code 7"), "{rm}");
+    let rm = d.ctr(&["task", "rm", "r3"]);
+    rm.ok();
+    assert!(rm.stderr.contains("exit code 137"), "{rm}");
+    assert!(task_statuses(&d).is_empty());
+    d.ctr(&["containers", "rm", "r1", "r2", "r3"]).ok();
+    assert!(d.task_bundles().is_empty(), "{:?}", d.task_bundles());
+}
+
+#[test]
+fn ctr_run_tty_gets_a_pty() {
+    let d = daemon_with_busybox();
+    // ctr -t wants a terminal on its own stdin: script(1) gives it one.
+    let inner = format!(
+        "ctr -a {} -n {} run -t --rm {BUSYBOX} tt sh -c 'tty; echo done'",
+        s(&d.address()),
+        d.namespace()
+    );
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &inner, "/dev/null"]).stdin(Stdio::null());
+    let out = integration::run_with_timeout(cmd, Duration::from_secs(60));
+    out.ok();
+    assert!(out.stdout.contains("/dev/pts/"), "{out}");
+    assert!(out.stdout.contains("done"), "{out}");
+    assert!(d.task_bundles().is_empty(), "{:?}", d.task_bundles());
+}
+
+#[test]
+fn config_points_a_runtime_at_real_containerd_shim_runc_v2() {
+    let d = daemon_with_busybox_config(Some(
+        "[runtimes.\"io.containerd.runc.v2\"]\nshim = \"/usr/bin/containerd-shim-runc-v2\"\n",
+    ));
+    let out = d.ctr(&[
+        "run",
+        "--rm",
+        BUSYBOX,
+        "rr",
+        "sh",
+        "-c",
+        "echo via-runc; exit 4",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{out}");
+    assert_eq!(out.stdout.trim(), "via-runc", "{out}");
+    // ocirun is still there under its own name.
+    let out = d.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "io.containerd.ocirun.v2",
+        BUSYBOX,
+        "ro",
+        "echo",
+        "via-ocirun",
+    ]);
+    out.ok();
+    assert_eq!(out.stdout.trim(), "via-ocirun", "{out}");
+    assert!(d.task_bundles().is_empty(), "{:?}", d.task_bundles());
+}

@@ -21,6 +21,7 @@ use testkit::image::{Image, build_busybox_layer, layer_from_dir, write_docker_ar
 const USAGE: &str = "usage: cdlitebench [--iterations N] [--containerd-lite PATH]";
 const IMAGE: &str = "docker.io/library/big:latest";
 const NS: &str = "bench";
+const BUSYBOX: &str = "docker.io/library/busybox:latest";
 
 struct Daemon {
     name: &'static str,
@@ -219,6 +220,30 @@ fn run() -> Result<()> {
             ctr(&d.socket, &["images", "rm", "--sync", IMAGE])?;
         }
     }
+    // Container start-up through each daemon's shim: ctr run --rm busybox true.
+    let bb_tar = dir.join("busybox.tar");
+    let bb = testkit::image::Image::new(
+        "busybox:latest",
+        vec![testkit::image::build_busybox_layer()?],
+        &["sh"],
+    );
+    testkit::image::write_docker_archive(&bb, &bb_tar)?;
+    let bb_s = bb_tar.to_str().context("path")?;
+    for d in daemons {
+        ctr(&d.socket, &["images", "import", bb_s])?;
+    }
+    let runs = iterations * 4;
+    let mut run_times: Vec<Vec<f64>> = vec![Vec::new(); daemons.len()];
+    for i in 0..runs {
+        for k in 0..daemons.len() {
+            let j = (i + k) % daemons.len();
+            let d = daemons[j];
+            let id = format!("bench-{i}");
+            let t = Instant::now();
+            ctr(&d.socket, &["run", "--rm", BUSYBOX, &id, "true"])?;
+            run_times[j].push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
     let after: Vec<u64> = daemons
         .iter()
         .map(|d| uss_kib(d.child.id()))
@@ -244,6 +269,25 @@ fn run() -> Result<()> {
             max,
             idle[j],
             after[j]
+        );
+    }
+    println!(
+        "\nctr run --rm {BUSYBOX} ID true, {runs} runs each (containerd 1.6 uses runc's shim and runc)"
+    );
+    println!(
+        "{:<16} {:>12} {:>12} {:>12}",
+        "daemon", "median ms", "min ms", "max ms"
+    );
+    for (j, d) in daemons.iter().enumerate() {
+        let mut t = run_times[j].clone();
+        let min = t.iter().cloned().fold(f64::INFINITY, f64::min);
+        let max = t.iter().cloned().fold(0.0, f64::max);
+        println!(
+            "{:<16} {:>12.0} {:>12.0} {:>12.0}",
+            d.name,
+            median(&mut t),
+            min,
+            max
         );
     }
     drop(cdlite);
