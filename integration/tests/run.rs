@@ -114,3 +114,38 @@ fn listen_fds_are_passed_to_the_container() {
     assert!(out.stdout.contains("fds=1 pid=1"), "{out}");
     assert!(out.stdout.contains("handed over by the activator"), "{out}");
 }
+
+/// The container starts with a clean signal state: the runtime's own SIGPIPE ignore
+/// (Rust's runtime sets one) and any mask its caller had (a shim blocks SIGCHLD for its
+/// signalfd) must not reach it, or `yes | head` never ends by SIGPIPE and `wait` in a
+/// shell can hang. Both through `run` and `exec`.
+#[test]
+fn container_process_gets_default_signal_state() {
+    const SIGPIPE_BIT: u64 = 1 << (13 - 1);
+    let check = |out: &integration::Output| {
+        let field = |name: &str| {
+            integration::status_field(&out.stdout, name)
+                .and_then(|v| u64::from_str_radix(&v, 16).ok())
+                .unwrap_or_else(|| panic!("{name} missing:\n{out}"))
+        };
+        assert_eq!(field("SigIgn") & SIGPIPE_BIT, 0, "SIGPIPE ignored:\n{out}");
+        assert_eq!(field("SigBlk"), 0, "signals blocked:\n{out}");
+    };
+    let tc = TestContainer::new(&["grep", "-E", "SigBlk|SigIgn", "/proc/self/status"]);
+    let out = tc.run_foreground(&[]);
+    out.ok();
+    check(&out);
+
+    let tc = TestContainer::new(&["sleep", "30"]);
+    tc.run_detached();
+    let out = tc.run(&[
+        "exec",
+        &tc.id,
+        "grep",
+        "-E",
+        "SigBlk|SigIgn",
+        "/proc/self/status",
+    ]);
+    out.ok();
+    check(&out);
+}

@@ -196,3 +196,14 @@ pub fn seccomp_set_filter(program: &[u8], flags: u32) -> nix::Result<()> {
     };
     Errno::result(rc).map(drop)
 }
+
+/// Gives the container process the signal state a fresh process expects: the Rust
+/// runtime set SIGPIPE to SIG_IGN in ocirun (and an ignored signal survives execve),
+/// and a caller such as a shim may have blocked signals it handles through signalfd.
+pub fn reset_signals_for_exec() -> nix::Result<()> {
+    use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
+    // SAFETY: installing SIG_DFL runs no handler code of ours, so none of signal()'s
+    // handler-safety conditions apply.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    SigSet::empty().thread_set_mask()
+}

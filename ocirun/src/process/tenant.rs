@@ -167,6 +167,11 @@ fn setup_and_exec(
             );
         }
     };
+    // Before any seccomp filter, which may deny rt_sigaction/rt_sigprocmask.
+    step(
+        "signals",
+        sys::reset_signals_for_exec().map_err(|e| OciError::sys("reset signals", e)),
+    )?;
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
     let (seccomp_early, seccomp_late) = match ctx.seccomp {
         Some(f) if crate::seccomp::loads_early(no_new_privs) => (Some(f), None),
