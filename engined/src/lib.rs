@@ -8,10 +8,15 @@ pub mod config;
 pub mod ctrd;
 pub mod daemon;
 pub mod error;
+pub mod follow;
 pub mod images;
 pub mod reference;
+pub mod restart;
 pub mod server;
 pub mod spec;
+pub mod stats;
+pub mod supervisor;
+pub mod top;
 pub mod util;
 
 use std::sync::Arc;
@@ -31,6 +36,8 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Supervisor(#[from] supervisor::SupervisorError),
     #[error("write pid file {path}: {source}")]
     Pidfile {
         path: String,
@@ -41,8 +48,14 @@ pub enum StartError {
 /// Connects to containerd, restores state, serves every socket until SIGTERM/SIGINT.
 pub async fn run(cfg: Config) -> Result<(), StartError> {
     let sockets = cfg.sockets().map_err(StartError::Config)?;
-    let ctrd =
-        ctrd::Ctrd::connect(&cfg.containerd, &cfg.containerd_namespace, &cfg.snapshotter).await?;
+    let (address, managed) = match &cfg.containerd {
+        Some(a) => (a.clone(), None),
+        None => {
+            let m = supervisor::Managed::new(&cfg)?.ensure_running().await?;
+            (m.address.clone(), Some(m))
+        }
+    };
+    let ctrd = ctrd::Ctrd::connect(&address, &cfg.containerd_namespace, &cfg.snapshotter).await?;
     let pidfile = cfg.pidfile.clone();
     let daemon = daemon::Daemon::new(cfg, ctrd).await?;
     let mut listeners = Vec::new();
@@ -74,7 +87,10 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
-    // Containers keep running (live restore); only our own files go.
+    daemon.shutdown().await;
+    if let Some(m) = managed {
+        m.stop().await;
+    }
     for s in &sockets {
         let _ = std::fs::remove_file(s);
     }

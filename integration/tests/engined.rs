@@ -290,12 +290,22 @@ fn engined_detached_ps_logs_stop_rm() {
     let (stamp, text) = first.split_once(' ').unwrap();
     assert!(integration::is_rfc3339(stamp), "{first}");
     assert_eq!(text, "one");
-    // The log is Docker's json-file format.
+    // The log is Docker's json-file format (stdout and stderr are copied apart, so
+    // only the order within a stream is fixed).
     let path = inspect(&e, &name, "{{.LogPath}}");
-    let line = std::fs::read_to_string(&path).unwrap();
-    let v: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
-    assert_eq!(v["log"], "one\n");
-    assert_eq!(v["stream"], "stdout");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let entries: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let first_out = entries.iter().find(|v| v["stream"] == "stdout").unwrap();
+    assert_eq!(first_out["log"], "one\n");
+    let err = entries.iter().find(|v| v["stream"] == "stderr").unwrap();
+    assert_eq!(err["log"], "two\n");
+    assert!(
+        integration::is_rfc3339(err["time"].as_str().unwrap()),
+        "{err}"
+    );
 
     // `sleep` as pid 1 ignores SIGTERM: stop waits for -t, then SIGKILLs.
     let start = Instant::now();
