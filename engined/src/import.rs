@@ -82,10 +82,16 @@ fn import_name(repo: &str, tag: &str) -> ApiResult<Option<String>> {
     Ok(Some(reference::normalize(&name)))
 }
 
-/// `POST /images/create?fromSrc=-&repo=&tag=&changes=&message=&platform=`.
-pub async fn import(d: &Daemon, req: Request<Incoming>) -> ApiResult<Response<Body>> {
-    let q = req.uri().query().map(str::to_string);
-    let last = |k: &str| query_values(q.as_deref(), k).pop().unwrap_or_default();
+/// What the query string asks of an import.
+#[derive(Debug)]
+struct ImportRequest {
+    name: Option<String>,
+    config: serde_json::Map<String, Value>,
+    message: String,
+}
+
+fn parse_request(query: Option<&str>) -> ApiResult<ImportRequest> {
+    let last = |k: &str| query_values(query, k).pop().unwrap_or_default();
     let src = last("fromSrc");
     if src != "-" {
         return Err(ApiError::BadRequest(format!(
@@ -101,12 +107,37 @@ pub async fn import(d: &Daemon, req: Request<Incoming>) -> ApiResult<Response<Bo
     }
     let name = import_name(&last("repo"), &last("tag"))?;
     let mut config = changes::empty_config();
-    changes::apply(&mut config, &query_values(q.as_deref(), "changes"))
+    changes::apply(&mut config, &query_values(query, "changes"))
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let message = match last("message") {
         m if m.is_empty() => format!("Imported from {src}"),
         m => m,
     };
+    Ok(ImportRequest {
+        name,
+        config,
+        message,
+    })
+}
+
+/// `POST /images/create?fromSrc=-&repo=&tag=&changes=&message=&platform=`.
+pub async fn import(d: &Daemon, req: Request<Incoming>) -> ApiResult<Response<Body>> {
+    let q = req.uri().query().map(str::to_string);
+    let ImportRequest {
+        name,
+        config,
+        message,
+    } = match parse_request(q.as_deref()) {
+        Ok(r) => r,
+        Err(e) => {
+            // The CLI is still sending the tar: a reply before it is read would
+            // reach it as a broken pipe instead of this error.
+            let mut body = req.into_body();
+            while let Some(Ok(_)) = body.frame().await {}
+            return Err(e);
+        }
+    };
+    let arch = go_arch();
 
     let tmp_dir = d.cfg.data_root.join("tmp");
     let spool = tempfile::NamedTempFile::new_in(&tmp_dir).ctx(|| "create a spool file".into())?;

@@ -46,6 +46,12 @@ impl Engined {
     }
 
     pub fn with_runtime(runtime: Runtime) -> Self {
+        Self::with_args(runtime, &[])
+    }
+
+    /// Like [`Self::with_runtime`], with extra engined flags (more `-H` hosts, TLS);
+    /// the Unix socket the harness talks to is always served.
+    pub fn with_args(runtime: Runtime, extra: &[&str]) -> Self {
         let containerd = Containerd::with_runtime(runtime.clone());
         let dir = short_tempdir("eng-");
         let d = dir.path().to_path_buf();
@@ -76,7 +82,8 @@ impl Engined {
             .arg(runtime.path())
             .arg("--cgroup-parent")
             .arg(&cgroup_parent)
-            .args(["--log-level", "debug"]);
+            .args(["--log-level", "debug"])
+            .args(extra);
         let log = d.join("engined.log");
         let child = spawn_logged(cmd, &log);
         let mut me = Self {
