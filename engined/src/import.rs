@@ -138,6 +138,7 @@ pub async fn import(d: &Daemon, req: Request<Incoming>) -> ApiResult<Response<Bo
         }
     };
     let arch = go_arch();
+    let started = std::time::Instant::now();
 
     let tmp_dir = d.cfg.data_root.join("tmp");
     let spool = tempfile::NamedTempFile::new_in(&tmp_dir).ctx(|| "create a spool file".into())?;
@@ -161,6 +162,7 @@ pub async fn import(d: &Daemon, req: Request<Incoming>) -> ApiResult<Response<Bo
         ));
     }
 
+    let spooled = started.elapsed();
     let layer = tempfile::NamedTempFile::new_in(&tmp_dir).ctx(|| "create a layer file".into())?;
     let (input, output) = (spool.path().to_path_buf(), layer.path().to_path_buf());
     let (diff_id, size, compression) =
@@ -168,6 +170,7 @@ pub async fn import(d: &Daemon, req: Request<Incoming>) -> ApiResult<Response<Bo
             .await
             .map_err(|e| ApiError::Internal(format!("import: {e}")))??;
     drop(spool);
+    let decompressed = started.elapsed();
 
     let created = common::rfc3339_nanos(std::time::SystemTime::now());
     let image_config = json!({
@@ -194,7 +197,13 @@ pub async fn import(d: &Daemon, req: Request<Incoming>) -> ApiResult<Response<Bo
             &names,
         )
         .await?;
-    info!(id = %image.id, names = ?names, ?compression, layer_bytes = size, "imported");
+    info!(
+        id = %image.id, names = ?names, ?compression, layer_bytes = size,
+        spool_ms = spooled.as_millis() as u64,
+        decompress_ms = (decompressed - spooled).as_millis() as u64,
+        store_ms = (started.elapsed() - decompressed).as_millis() as u64,
+        "imported"
+    );
     Ok(server::json(StatusCode::OK, &json!({ "status": image.id })))
 }
 

@@ -741,6 +741,45 @@ fn engined_tcp_with_mutual_tls() {
 }
 
 #[test]
+fn engined_tcp_with_server_only_tls() {
+    let certs = tempfile::tempdir().unwrap();
+    let c = certs.path();
+    make_certs(c);
+    let port = free_port();
+    let (cert, key) = (c.join("server.pem"), c.join("server-key.pem"));
+    let _e = Engined::with_args(
+        Runtime::from_env(),
+        &[
+            "-H",
+            &format!("tcp://127.0.0.1:{port}"),
+            "--tls",
+            "--tlscert",
+            path_str(&cert),
+            "--tlskey",
+            path_str(&key),
+        ],
+    );
+    // Any client may connect; the one that checks the server against the CA can.
+    let fmt = ["version", "--format", "{{.Server.APIVersion}}"];
+    let v = tcp_docker(c, port, &["--tlsverify", "--tlscacert", "ca.pem"], &fmt);
+    assert_eq!(v.ok().stdout.trim(), "1.41");
+    // `--tls` alone does not check the server (the CLI still wants some CA file).
+    let v = tcp_docker(c, port, &["--tls", "--tlscacert", "rogue-ca.pem"], &fmt);
+    assert_eq!(v.ok().stdout.trim(), "1.41");
+    // One that trusts another CA refuses the server.
+    let wrong = tcp_docker(
+        c,
+        port,
+        &["--tlsverify", "--tlscacert", "rogue-ca.pem"],
+        &fmt,
+    );
+    assert!(
+        wrong.assert_failed().stderr.contains("certificate"),
+        "{wrong}"
+    );
+}
+
+#[test]
 fn engined_insecure_tcp_serves_plain_http_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -825,4 +864,85 @@ fn engined_refuses_tcp_without_tls() {
     let out = engined_exit(&["-H", &tcp, "--tls", "--insecure-tcp"]);
     out.assert_code(1);
     assert!(out.stderr.contains("contradicts"), "{out}");
+}
+
+/// engined's peak resident memory so far (`VmHWM`), in MiB.
+fn peak_rss_mib(e: &Engined) -> u64 {
+    let pid = std::fs::read_to_string(e.dir().join("engined.pid")).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+    let kb: u64 = integration::status_field(&status, "VmHWM")
+        .unwrap()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kb / 1024
+}
+
+#[test]
+fn engined_big_layers_stream_through_import_save_and_load() {
+    const LAYER_MIB: usize = 64;
+    let e = Engined::start();
+    // Incompressible data, so that no stage can hide a whole copy in a small buffer.
+    let rootfs = e.dir().join("big-rootfs");
+    testkit::make_busybox_rootfs(&rootfs).unwrap();
+    let mut f = File::create(rootfs.join("blob.bin")).unwrap();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut chunk = vec![0u8; 1 << 20];
+    for _ in 0..LAYER_MIB {
+        for b in chunk.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b.copy_from_slice(&x.to_le_bytes());
+        }
+        f.write_all(&chunk).unwrap();
+    }
+    drop(f);
+    let tar = e.dir().join("big.tar");
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    std::fs::remove_dir_all(&rootfs).unwrap();
+
+    let base = peak_rss_mib(&e);
+    let t = Instant::now();
+    e.docker(&["import", path_str(&tar), "big:v1"]).ok();
+    let import = (t.elapsed(), peak_rss_mib(&e));
+    std::fs::remove_file(&tar).unwrap();
+    let saved = e.dir().join("big-saved.tar");
+    let t = Instant::now();
+    e.docker(&["save", "-o", path_str(&saved), "big:v1"]).ok();
+    let save = (t.elapsed(), peak_rss_mib(&e));
+    assert!(
+        std::fs::metadata(&saved).unwrap().len() > (LAYER_MIB as u64) << 20,
+        "the layer is in the saved tar"
+    );
+    e.docker(&["rmi", "big:v1"]).ok();
+    let t = Instant::now();
+    e.docker(&["load", "-i", path_str(&saved)]).ok();
+    let load = (t.elapsed(), peak_rss_mib(&e));
+    eprintln!(
+        "{LAYER_MIB} MiB layer: baseline peak RSS {base} MiB; import {:?} -> {} MiB, save {:?} -> {} MiB, load {:?} -> {} MiB",
+        import.0, import.1, save.0, save.1, load.0, load.1
+    );
+    // A buffered copy of the layer would add at least LAYER_MIB.
+    let limit = base + LAYER_MIB as u64 / 2;
+    for (what, peak) in [("import", import.1), ("save", save.1), ("load", load.1)] {
+        assert!(
+            peak < limit,
+            "{what} raised engined's peak RSS to {peak} MiB (baseline {base} MiB)"
+        );
+    }
+    let sum = e.run(&["--rm", "big:v1", "sh", "-c", "wc -c < /blob.bin"]);
+    assert_eq!(
+        sum.ok().stdout.trim(),
+        ((LAYER_MIB as u64) << 20).to_string()
+    );
 }
