@@ -70,6 +70,14 @@ pub async fn dispatch(
         (&Method::GET, ["exec", id, "json"]) => exec_inspect(&d, id),
         (&Method::GET, ["images", "json"]) => list_images(&d).await,
         (&Method::POST, ["images", "load"]) => load(&d, req).await,
+        (&Method::GET, ["images", "get"]) => {
+            crate::save::save(&d, &crate::save::query_values(req.uri().query(), "names")).await
+        }
+        (&Method::POST, ["images", "create"])
+            if !crate::save::query_values(req.uri().query(), "fromSrc").is_empty() =>
+        {
+            crate::import::import(&d, req).await
+        }
         (&Method::POST, ["images", "create"]) => {
             let q = query(&req);
             let from = q.get("fromImage").cloned().unwrap_or_default();
@@ -1302,23 +1310,9 @@ async fn image_route(
                 .lookup(&name)
                 .await
                 .ok_or_else(|| ApiError::NotFound(format!("No such image: {name}")))?;
-            let hist: Vec<Value> = i.config["history"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .rev()
-                .map(|h| {
-                    json!({
-                        "Id": "<missing>",
-                        "Created": util::unix_of(h["created"].as_str().unwrap_or("")),
-                        "CreatedBy": h["created_by"].as_str().unwrap_or(""),
-                        "Tags": null, "Size": 0, "Comment": h["comment"].as_str().unwrap_or("")
-                    })
-                })
-                .collect();
-            Ok(json(StatusCode::OK, &hist))
+            Ok(json(StatusCode::OK, &crate::images::history(&i)))
         }
+        (&Method::GET, "get") if parts.len() > 1 => crate::save::save(d, &[name_of(1)]).await,
         (&Method::DELETE, _) => {
             let name = parts.join("/");
             let force = truthy(&q, "force");

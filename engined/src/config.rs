@@ -11,7 +11,8 @@ use clap::Parser;
     about = "The Docker Engine API on containerd"
 )]
 pub struct Config {
-    /// Socket(s) to listen on: `unix:///path` (repeatable).
+    /// Where to listen (repeatable): `unix:///path`, or `tcp://HOST:PORT` with
+    /// --tlsverify (or --tls, or --insecure-tcp).
     #[arg(short = 'H', long = "host", value_name = "ADDR")]
     pub hosts: Vec<String>,
     /// Persistent state: container records, logs, volumes.
@@ -50,6 +51,26 @@ pub struct Config {
     /// at start are killed.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub live_restore: bool,
+    /// Serve TLS on tcp:// hosts (implied by --tlsverify).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub tls: bool,
+    /// Serve TLS on tcp:// hosts and accept only clients whose certificate
+    /// --tlscacert signed.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub tlsverify: bool,
+    /// CA certificate(s) that client certificates must chain to (PEM; default
+    /// `$DOCKER_CERT_PATH/ca.pem`, else `~/.docker/ca.pem`).
+    #[arg(long, value_name = "FILE")]
+    pub tlscacert: Option<PathBuf>,
+    /// The server's certificate chain (PEM; default `cert.pem` beside the CA).
+    #[arg(long, value_name = "FILE")]
+    pub tlscert: Option<PathBuf>,
+    /// The server's private key (PEM; default `key.pem` beside the CA).
+    #[arg(long, value_name = "FILE")]
+    pub tlskey: Option<PathBuf>,
+    /// Serve tcp:// hosts as plain HTTP: whoever reaches the port controls the host.
+    #[arg(long)]
+    pub insecure_tcp: bool,
 }
 
 impl Config {
@@ -76,21 +97,17 @@ impl Config {
         }
     }
 
-    /// The Unix socket paths to serve on (default `/run/engined.sock`).
-    pub fn sockets(&self) -> Result<Vec<PathBuf>, String> {
+    /// The Unix socket paths to serve on (default `/run/engined.sock`); the tcp://
+    /// hosts are [`crate::listen::endpoints`]' business.
+    pub fn sockets(&self) -> Vec<PathBuf> {
         if self.hosts.is_empty() {
-            return Ok(vec![PathBuf::from("/run/engined.sock")]);
+            return vec![PathBuf::from("/run/engined.sock")];
         }
         self.hosts
             .iter()
-            .map(|h| {
-                h.strip_prefix("unix://")
-                    .filter(|p| !p.is_empty())
-                    .map(PathBuf::from)
-                    .ok_or_else(|| {
-                        format!("unsupported host {h:?}: only unix:// sockets are served")
-                    })
-            })
+            .filter_map(|h| h.strip_prefix("unix://"))
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
             .collect()
     }
 }

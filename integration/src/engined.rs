@@ -44,16 +44,23 @@ pub struct Engined {
     cgroup_parent: String,
     runtime: Runtime,
     containerd: Option<Containerd>,
+    extra_args: Vec<String>,
 }
 
 impl Engined {
     /// engined on the containerd-lite it starts itself.
     pub fn start() -> Self {
-        Self::launch(Runtime::from_env(), None)
+        Self::launch(Runtime::from_env(), None, &[])
     }
 
     pub fn with_runtime(runtime: Runtime) -> Self {
-        Self::launch(runtime, None)
+        Self::launch(runtime, None, &[])
+    }
+
+    /// Like [`Self::with_runtime`], with extra engined flags (more `-H` hosts, TLS);
+    /// the Unix socket the harness talks to is always served.
+    pub fn with_args(runtime: Runtime, extra: &[&str]) -> Self {
+        Self::launch(runtime, None, extra)
     }
 
     /// engined with `--containerd` pointing at a private real containerd 1.6.
@@ -66,10 +73,10 @@ impl Engined {
         let containerd = Containerd::with_path_head(runtime.clone(), Some(bin.path()));
         // containerd starts shims only while it runs, so the link can go with the test.
         std::mem::forget(bin);
-        Self::launch(runtime, Some(containerd))
+        Self::launch(runtime, Some(containerd), &[])
     }
 
-    fn launch(runtime: Runtime, containerd: Option<Containerd>) -> Self {
+    fn launch(runtime: Runtime, containerd: Option<Containerd>, extra: &[&str]) -> Self {
         let dir = short_tempdir("eng-");
         let mut name = unique_name();
         name.truncate(60);
@@ -88,6 +95,7 @@ impl Engined {
             cgroup_parent,
             runtime,
             containerd,
+            extra_args: extra.iter().map(|a| a.to_string()).collect(),
         };
         me.spawn();
         me
@@ -110,7 +118,8 @@ impl Engined {
             .arg(self.runtime.path())
             .arg("--cgroup-parent")
             .arg(&self.cgroup_parent)
-            .args(["--log-level", "debug"]);
+            .args(["--log-level", "debug"])
+            .args(&self.extra_args);
         if let Some(c) = &self.containerd {
             cmd.arg("--containerd")
                 .arg(c.address())
