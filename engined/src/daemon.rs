@@ -553,6 +553,7 @@ impl Daemon {
             .lookup(&image_name)
             .await
             .ok_or_else(|| ApiError::NotFound(format!("No such image: {image_name}")))?;
+        let generated = name.as_deref().is_none_or(str::is_empty);
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => {
                 let n = n.trim_start_matches('/').to_string();
@@ -628,8 +629,25 @@ impl Daemon {
         };
         // Reserve the name before any slow work; a concurrent create with the same
         // name must fail with 409.
-        let c = {
+        let (c, rec) = {
             let mut map = self.write_containers();
+            let mut rec = rec;
+            if generated {
+                // A generated name that is taken: another one, then a numbered one,
+                // as dockerd does.
+                let taken = |n: &str| map.values().any(|c| c.name() == n);
+                for attempt in 0.. {
+                    if !taken(&rec.name) {
+                        break;
+                    }
+                    rec.name = if attempt < 10 {
+                        util::random_name()
+                    } else {
+                        format!("{}{}", util::random_name(), attempt)
+                    };
+                }
+            }
+            let name = rec.name.clone();
             if let Some(other) = map.values().find(|c| c.name() == name) {
                 return Err(ApiError::Conflict(format!(
                     "Conflict. The container name \"/{name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
@@ -638,7 +656,7 @@ impl Daemon {
             }
             let c = Container::new(rec.clone());
             map.insert(id.clone(), c.clone());
-            c
+            (c, rec)
         };
         let made = self.materialize(&rec).await;
         if let Err(e) = made {
@@ -648,7 +666,7 @@ impl Daemon {
             return Err(e);
         }
         drop(c);
-        info!(name = %name, "created");
+        info!(name = %rec.name, "created");
         Ok(id)
     }
 

@@ -1,4 +1,5 @@
-//! engined on a private containerd 1.6, driven by the real docker CLI 28: the API
+//! engined (on its own containerd-lite; one test on real containerd 1.6), driven by
+//! the real docker CLI 28: the API
 //! handshake, images, the container lifecycle, streams, exec, terminals, limits,
 //! security defaults and Docker's error messages.
 #![allow(clippy::unwrap_used, clippy::panic)]
@@ -563,4 +564,45 @@ fn engined_errors_as_docker_prints_them() {
     badcap.assert_code(125);
     // The daemon survived all of it.
     e.run(&["--rm", BUSYBOX, "true"]).ok();
+}
+
+/// `--containerd` with real containerd 1.6: it finds our shim as
+/// `containerd-shim-ocirun-v2` on its PATH, and the shim writes the logs.
+#[test]
+fn engined_on_real_containerd_1_6() {
+    let e = Engined::on_containerd_1_6();
+    e.load_busybox();
+    let out = e.run(&[
+        "--rm",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    out.assert_code(3);
+    assert_eq!(out.stdout, "out\n");
+    assert_eq!(out.stderr, "err\n");
+    let name = unique_name();
+    e.run(&[
+        "-d",
+        "--name",
+        &name,
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo ready; sleep 1000",
+    ])
+    .ok();
+    integration::wait_for(Duration::from_secs(10), "the log line", || {
+        let l = e.docker(&["logs", &name]);
+        (l.stdout == "ready\n").then_some(())
+    });
+    let ex = e.docker(&["exec", &name, "echo", "from exec"]);
+    assert_eq!(ex.ok().stdout, "from exec\n");
+    // The task is containerd's: ctr sees it under engined's namespace.
+    let c = e.containerd().unwrap();
+    let id = e.container_id(&name);
+    assert_eq!(c.task_status(&id).as_deref(), Some("RUNNING"));
+    e.docker(&["stop", "-t", "1", &name]).ok();
+    assert_eq!(inspect(&e, &name, "{{.State.Status}}"), "exited");
 }

@@ -269,7 +269,6 @@ fn rootfs_tar(dir: &Path) -> PathBuf {
     let rootfs = dir.join("rootfs");
     testkit::make_busybox_rootfs(&rootfs).unwrap();
     std::fs::write(rootfs.join("etc/imported-marker"), "marker\n").unwrap();
-    std::fs::create_dir_all(rootfs.join("srv/app")).unwrap();
     let tar = dir.join("rootfs.tar");
     let out = Command::new("tar")
         .arg("-C")
