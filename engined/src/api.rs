@@ -948,13 +948,17 @@ fn attach(
             {
                 return;
             }
-            let mut scanner = DetachScanner { keys, matched: 0 };
+            // As dockerd: detach keys are read on a terminal only.
+            let mut scanner = tty.then_some(DetachScanner { keys, matched: 0 });
             let mut buf = vec![0u8; 8192];
             loop {
                 match rd.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) if want_stdin => {
-                        let (data, detach) = scanner.scan(&buf[..n]);
+                        let (data, detach) = match scanner.as_mut() {
+                            Some(s) => s.scan(&buf[..n]),
+                            None => (buf[..n].to_vec(), false),
+                        };
                         if !data.is_empty() && !c2.write_stdin(&data).await {
                             break;
                         }
@@ -1353,6 +1357,23 @@ fn image_inspect(i: &crate::images::ImageInfo) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn detach_keys_parse_and_match_across_reads() {
+        assert_eq!(detach_keys(None).unwrap(), vec![16, 17]);
+        assert_eq!(detach_keys(Some("ctrl-x,a")).unwrap(), vec![24, b'a']);
+        assert!(detach_keys(Some("ctrl-1")).is_err());
+        assert!(detach_keys(Some("abc")).is_err());
+        let mut s = DetachScanner {
+            keys: vec![16, 17],
+            matched: 0,
+        };
+        assert_eq!(s.scan(b"ab\x10"), (b"ab".to_vec(), false));
+        // A ^P that is not followed by ^Q goes through after all.
+        assert_eq!(s.scan(b"c"), (b"\x10c".to_vec(), false));
+        assert_eq!(s.scan(b"\x10"), (vec![], false));
+        assert_eq!(s.scan(b"\x11rest"), (vec![], true));
+    }
 
     #[test]
     fn frames_like_stdcopy() {

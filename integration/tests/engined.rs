@@ -606,3 +606,138 @@ fn engined_on_real_containerd_1_6() {
     e.docker(&["stop", "-t", "1", &name]).ok();
     assert_eq!(inspect(&e, &name, "{{.State.Status}}"), "exited");
 }
+
+/// An interactive shell through a terminal: the prompt shows before any newline,
+/// typed input echoes back, ^P^Q detaches and leaves the container running.
+#[test]
+fn engined_interactive_shell_and_detach_keys() {
+    use integration::console::{HostPty, read_until, type_in};
+    let e = daemon();
+    let name = unique_name();
+    let pty = HostPty::new(24, 80);
+    let mut cmd = e.docker_command(&[
+        "run",
+        "-it",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        BUSYBOX,
+        "sh",
+    ]);
+    cmd.stdin(pty.open_slave())
+        .stdout(pty.open_slave())
+        .stderr(pty.open_slave());
+    let mut child = cmd.spawn().unwrap();
+    let t = Duration::from_secs(20);
+    read_until(&pty.master, t, |s| s.contains("# "));
+    type_in(&pty.master, "echo $((6*7))\r");
+    read_until(&pty.master, t, |s| s.contains("42"));
+    type_in(&pty.master, "stty size\r");
+    read_until(&pty.master, t, |s| s.contains("24 80"));
+    type_in(&pty.master, "\x10\x11");
+    let deadline = Instant::now() + t;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the CLI did not detach");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    assert_eq!(inspect(&e, &name, "{{.State.Status}}"), "running");
+    // The session went to the log, as docker's json-file has it for a tty.
+    let logs = e.docker(&["logs", &name]);
+    assert!(logs.ok().stdout.contains("42"), "{logs}");
+}
+
+#[test]
+fn engined_logs_follow_since_until_and_rename() {
+    let e = daemon();
+    let name = unique_name();
+    e.run(&[
+        "-d",
+        "--name",
+        &name,
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo early; sleep 2; echo late; sleep 1; echo last",
+    ])
+    .ok();
+    // -f streams what comes and ends when the container does.
+    let started = Instant::now();
+    let follow = e.docker(&["logs", "-f", &name]);
+    assert_eq!(follow.ok().stdout, "early\nlate\nlast\n");
+    assert!(started.elapsed() >= Duration::from_secs(2), "{follow}");
+    let ts = e.docker(&["logs", "-t", &name]);
+    let stamps: Vec<String> = ts
+        .ok()
+        .stdout
+        .lines()
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect();
+    let late = jsonlog::parse_rfc3339_nanos(&stamps[1]).unwrap();
+    // --since the second line's time (in seconds, with nanoseconds) and --until it.
+    let at = format!("{}.{:09}", late / 1_000_000_000, late % 1_000_000_000);
+    let since = e.docker(&["logs", "--since", &at, &name]);
+    assert_eq!(since.ok().stdout, "late\nlast\n");
+    let until = e.docker(&["logs", "--until", &at, &name]);
+    assert_eq!(until.ok().stdout, "early\nlate\n");
+
+    let new = unique_name();
+    e.docker(&["rename", &name, &new]).ok();
+    assert_eq!(inspect(&e, &new, "{{.Name}}"), format!("/{new}"));
+    e.docker(&["inspect", &name]).assert_failed();
+    let other = unique_name();
+    e.run(&["--name", &other, BUSYBOX, "true"]).ok();
+    let clash = e.docker(&["rename", &other, &new]);
+    clash.assert_failed();
+    assert!(clash.stderr.contains("already in use"), "{clash}");
+}
+
+/// `stats` streams one object a second with the previous sample as precpu.
+#[test]
+fn engined_stats_stream_over_the_api() {
+    let e = daemon();
+    let name = unique_name();
+    e.run(&["-d", "--name", &name, BUSYBOX, "sleep", "1000"])
+        .ok();
+    let mut s = UnixStream::connect(e.socket()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /v1.41/containers/{name}/stats HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    let objects = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    while objects(&got).len() < 2 {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "stream ended: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let o = objects(&got);
+    assert_eq!(o[0]["name"], format!("/{name}"));
+    assert!(
+        o[1]["pids_stats"]["current"].as_u64().unwrap() >= 1,
+        "{}",
+        o[1]
+    );
+    assert_eq!(
+        o[1]["precpu_stats"]["cpu_usage"]["total_usage"],
+        o[0]["cpu_stats"]["cpu_usage"]["total_usage"]
+    );
+    assert!(
+        o[1]["memory_stats"]["usage"].as_u64().unwrap() > 0,
+        "{}",
+        o[1]
+    );
+}
