@@ -459,17 +459,8 @@ impl Daemon {
         let stops = running.iter().map(|c| async move {
             // Not a user's stop: restart policies still apply at the next start.
             c.restart_cancelled.store(true, Ordering::SeqCst);
-            let rec = c.record();
-            let t = rec.config.stop_timeout.unwrap_or(10);
-            let sig =
-                parse_signal(rec.config.stop_signal.as_deref().unwrap_or("SIGTERM")).unwrap_or(15);
-            let _ = self.signal(c, sig, false).await;
-            if !self
-                .wait_stopped(c, Duration::from_secs(t.max(0) as u64))
-                .await
-            {
-                let _ = self.signal(c, 9, true).await;
-                self.wait_stopped(c, Duration::from_secs(10)).await;
+            if let Err(e) = self.terminate(c, None).await {
+                warn!(container_id = %c.id, error = %e, "stopping at shutdown");
             }
         });
         futures_util::future::join_all(stops).await;
@@ -1313,6 +1304,13 @@ impl Daemon {
             return Err(ApiError::NotModified);
         }
         self.stopped_by_user(c);
+        self.terminate(c, timeout).await
+    }
+
+    /// The stop signal (SIGTERM unless the image or create said otherwise), then
+    /// SIGKILL after `timeout` seconds (the container's stop timeout, else 10; a
+    /// negative one waits for ever).
+    async fn terminate(&self, c: &Container, timeout: Option<i64>) -> ApiResult<()> {
         let rec = c.record();
         let t = timeout.or(rec.config.stop_timeout).unwrap_or(10);
         let sig = parse_signal(rec.config.stop_signal.as_deref().unwrap_or("SIGTERM"))?;

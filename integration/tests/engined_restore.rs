@@ -384,3 +384,28 @@ fn pause_unpause_top_stats_and_sizes() {
         "the write of /big counts: {sized}"
     );
 }
+
+/// `--live-restore=false`, as dockerd without live restore: a shutdown stops the
+/// containers (their stop signal, then SIGKILL), and none survives the restart.
+#[test]
+fn without_live_restore_a_shutdown_stops_the_containers() {
+    let mut e = Engined::with_args(integration::Runtime::from_env(), &["--live-restore=false"]);
+    e.load_busybox();
+    let name = unique_name();
+    e.run(&[
+        "-d",
+        "--name",
+        &name,
+        BUSYBOX,
+        "sh",
+        "-c",
+        "trap 'exit 9' TERM; while true; do sleep 0.1; done",
+    ])
+    .ok();
+    e.stop();
+    e.spawn();
+    assert_eq!(
+        inspect(&e, &name, "{{.State.Status}} {{.State.ExitCode}}"),
+        "exited 9"
+    );
+}
