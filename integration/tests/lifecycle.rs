@@ -1,5 +1,7 @@
 //! The create / start / kill / delete lifecycle as containerd drives it, and the
 //! state JSON at each step.
+// Helpers fail their test on a broken precondition, like the tests themselves.
+#![allow(clippy::panic)]
 use std::path::Path;
 
 use integration::{TestContainer, Value, is_rfc3339, json, proc_cmdline};

@@ -1,4 +1,6 @@
 //! Resources: cgroup limits (memory, pids, cpu, blkio) and process rlimits.
+// Helpers fail their test on a broken precondition, like the tests themselves.
+#![allow(clippy::panic)]
 use std::path::Path;
 
 use integration::{TestContainer, json};
