@@ -110,20 +110,28 @@ impl Rule {
 const LDX_MEM_W: u8 = 0x61; // dst = *(u32 *)(src + off)
 const ALU32_AND_K: u8 = 0x54; // dst = (u32)(dst & imm)
 const ALU32_RSH_K: u8 = 0x74; // dst = (u32)dst >> imm
-const ALU32_MOV_X: u8 = 0xbc; // dst = (u32)src
+const ALU64_MOV_X: u8 = 0xbf; // dst = src
 const ALU64_MOV_K: u8 = 0xb7; // dst = imm
 const JMP_JA: u8 = 0x05; // pc += off
 const JMP_JEQ_K: u8 = 0x15; // if dst == imm: pc += off
 const JMP_JNE_K: u8 = 0x55; // if dst != imm: pc += off
 const JMP_EXIT: u8 = 0x95;
 
-// Registers: r1 holds the context on entry and is a scratch register afterwards.
+// r1 holds the context on entry; it is kept in r6 and every test loads its field
+// afresh into r1. Comparing a fresh load (rather than a register loaded once) keeps
+// what a jump teaches the verifier about the value in a register that dies at once, so
+// every path into the next access bit's chain looks the same to it and is verified
+// once: with the fields loaded once it walked every combination of matches, and a
+// load of the default rules took 2.5 ms instead of 1 ms on the 2-core development VM
+// (it now processes 428 instructions for a 238-instruction program).
 const R0: u8 = 0;
 const R1: u8 = 1;
-const R_TYPE: u8 = 2;
-const R_ACCESS: u8 = 3;
-const R_MAJOR: u8 = 4;
-const R_MINOR: u8 = 5;
+const R_CTX: u8 = 6;
+
+/// Offsets in `struct bpf_cgroup_dev_ctx { u32 access_type; u32 major; u32 minor; }`.
+const OFF_ACCESS_TYPE: i16 = 0;
+const OFF_MAJOR: i16 = 4;
+const OFF_MINOR: i16 = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Label {
@@ -161,19 +169,12 @@ fn imm(v: u32) -> i32 {
 
 /// The device filter for `rules` (in spec order).
 pub(crate) fn program(rules: &[Rule]) -> Result<Vec<Insn>> {
-    let mut ops = vec![
-        // access_type = (access << 16) | type; then major and minor.
-        Op::Insn(insn(LDX_MEM_W, R_TYPE, R1, 0, 0)),
-        Op::Insn(insn(ALU32_AND_K, R_TYPE, 0, 0, 0xffff)),
-        Op::Insn(insn(LDX_MEM_W, R_ACCESS, R1, 0, 0)),
-        Op::Insn(insn(ALU32_RSH_K, R_ACCESS, 0, 0, 16)),
-        Op::Insn(insn(LDX_MEM_W, R_MAJOR, R1, 4, 0)),
-        Op::Insn(insn(LDX_MEM_W, R_MINOR, R1, 8, 0)),
-    ];
+    let mut ops = vec![Op::Insn(insn(ALU64_MOV_X, R_CTX, R1, 0, 0))];
     let mut next_rule = 0;
     for (b, bit) in [ACC_MKNOD, ACC_READ, ACC_WRITE].into_iter().enumerate() {
         // Not asked for: nothing to decide for this bit.
-        ops.push(Op::Insn(insn(ALU32_MOV_X, R1, R_ACCESS, 0, 0)));
+        ops.push(Op::Insn(insn(LDX_MEM_W, R1, R_CTX, OFF_ACCESS_TYPE, 0)));
+        ops.push(Op::Insn(insn(ALU32_RSH_K, R1, 0, 0, 16)));
         ops.push(Op::Insn(insn(ALU32_AND_K, R1, 0, 0, imm(bit))));
         ops.push(Op::Jump {
             code: JMP_JEQ_K,
@@ -185,18 +186,29 @@ pub(crate) fn program(rules: &[Rule]) -> Result<Vec<Insn>> {
         for r in rules.iter().rev().filter(|r| r.access & bit != 0) {
             let skip = Label::NextRule(next_rule);
             next_rule += 1;
-            let conds = [(R_TYPE, r.typ), (R_MAJOR, r.major), (R_MINOR, r.minor)];
             let mut unconditional = true;
-            for (reg, want) in conds {
-                if let Some(v) = want {
-                    unconditional = false;
-                    ops.push(Op::Jump {
-                        code: JMP_JNE_K,
-                        dst: reg,
-                        imm: imm(v),
-                        to: skip,
-                    });
-                }
+            let mut test = |ops: &mut Vec<Op>, load: &[Insn], want: u32| {
+                unconditional = false;
+                ops.extend(load.iter().copied().map(Op::Insn));
+                ops.push(Op::Jump {
+                    code: JMP_JNE_K,
+                    dst: R1,
+                    imm: imm(want),
+                    to: skip,
+                });
+            };
+            if let Some(t) = r.typ {
+                let load = [
+                    insn(LDX_MEM_W, R1, R_CTX, OFF_ACCESS_TYPE, 0),
+                    insn(ALU32_AND_K, R1, 0, 0, 0xffff),
+                ];
+                test(&mut ops, &load, t);
+            }
+            if let Some(m) = r.major {
+                test(&mut ops, &[insn(LDX_MEM_W, R1, R_CTX, OFF_MAJOR, 0)], m);
+            }
+            if let Some(m) = r.minor {
+                test(&mut ops, &[insn(LDX_MEM_W, R1, R_CTX, OFF_MINOR, 0)], m);
             }
             if unconditional && r.allow {
                 // Falls through into BitDone; every earlier rule would be dead code,
@@ -391,7 +403,7 @@ mod tests {
                     LDX_MEM_W => format!("ldxw r{d}, [r{s}+{}]", i.off),
                     ALU32_AND_K => format!("and32 r{d}, {:#x}", i.imm),
                     ALU32_RSH_K => format!("rsh32 r{d}, {}", i.imm),
-                    ALU32_MOV_X => format!("mov32 r{d}, r{s}"),
+                    ALU64_MOV_X => format!("mov r{d}, r{s}"),
                     ALU64_MOV_K => format!("mov r{d}, {}", i.imm),
                     JMP_JA => format!("ja +{}", i.off),
                     JMP_JEQ_K => format!("jeq r{d}, {}, +{}", i.imm, i.off),
@@ -411,34 +423,39 @@ mod tests {
         ])
         .unwrap();
         let want = [
-            // prelude: type, access, major, minor
-            "ldxw r2, [r1+0]",
-            "and32 r2, 0xffff",
-            "ldxw r3, [r1+0]",
-            "rsh32 r3, 16",
-            "ldxw r4, [r1+4]",
-            "ldxw r5, [r1+8]",
+            "mov r6, r1",
             // mknod: only the deny-all names it
-            "mov32 r1, r3",
+            "ldxw r1, [r6+0]",
+            "rsh32 r1, 16",
             "and32 r1, 0x1",
             "jeq r1, 0, +1",
-            "ja +18",
+            "ja +28",
             // read: c 1:3 first (it is the last rule), then deny-all
-            "mov32 r1, r3",
+            "ldxw r1, [r6+0]",
+            "rsh32 r1, 16",
             "and32 r1, 0x2",
-            "jeq r1, 0, +5",
-            "jne r2, 2, +3",
-            "jne r4, 1, +2",
-            "jne r5, 3, +1",
+            "jeq r1, 0, +9",
+            "ldxw r1, [r6+0]",
+            "and32 r1, 0xffff",
+            "jne r1, 2, +5",
+            "ldxw r1, [r6+4]",
+            "jne r1, 1, +3",
+            "ldxw r1, [r6+8]",
+            "jne r1, 3, +1",
             "ja +1",
-            "ja +10",
+            "ja +15",
             // write: the same
-            "mov32 r1, r3",
+            "ldxw r1, [r6+0]",
+            "rsh32 r1, 16",
             "and32 r1, 0x4",
-            "jeq r1, 0, +5",
-            "jne r2, 2, +3",
-            "jne r4, 1, +2",
-            "jne r5, 3, +1",
+            "jeq r1, 0, +9",
+            "ldxw r1, [r6+0]",
+            "and32 r1, 0xffff",
+            "jne r1, 2, +5",
+            "ldxw r1, [r6+4]",
+            "jne r1, 1, +3",
+            "ldxw r1, [r6+8]",
+            "jne r1, 3, +1",
             "ja +1",
             "ja +2",
             // every asked-for bit allowed
@@ -460,7 +477,7 @@ mod tests {
         .unwrap();
         // Each bit: test, then nothing (the allow-all falls through); no deny block.
         let d = disasm(&p);
-        assert_eq!(d.len(), 6 + 3 * 3 + 2, "{d:#?}");
+        assert_eq!(d.len(), 1 + 3 * 4 + 2, "{d:#?}");
         assert!(d.iter().all(|l| !l.starts_with("mov r0, 0")), "{d:#?}");
         assert_reachable(&p);
     }
@@ -468,8 +485,10 @@ mod tests {
     /// A tiny interpreter of exactly the opcodes `program` emits, over the context
     /// `bpf_cgroup_dev_ctx { access_type, major, minor }`.
     fn run(p: &[Insn], typ: u32, access: u32, major: u32, minor: u32) -> u64 {
+        const CTX: u64 = 0x1000;
         let ctx = [(access << 16) | typ, major, minor];
         let mut r = [0u64; 11];
+        r[1] = CTX;
         let mut pc = 0usize;
         for _ in 0..10_000 {
             let i = p[pc];
@@ -478,7 +497,7 @@ mod tests {
             let jump = |pc: usize| (pc as i64 + 1 + i64::from(i.off)) as usize;
             pc = match i.code {
                 LDX_MEM_W => {
-                    assert_eq!(s, 1, "loads come from the context");
+                    assert_eq!(r[s], CTX, "loads come from the context");
                     r[d] = u64::from(ctx[usize::try_from(i.off).unwrap() / 4]);
                     pc + 1
                 }
@@ -490,8 +509,8 @@ mod tests {
                     r[d] = ((r[d] as u32) >> i.imm) as u64;
                     pc + 1
                 }
-                ALU32_MOV_X => {
-                    r[d] = r[s] as u32 as u64;
+                ALU64_MOV_X => {
+                    r[d] = r[s];
                     pc + 1
                 }
                 ALU64_MOV_K => {
