@@ -703,6 +703,25 @@ fn v2_create_enables_controllers_down_to_the_parent() {
     assert_eq!(writes(base).len(), 3);
 }
 
+/// v2 device rules are a BPF filter on the directory: on a fake (non-cgroup) directory
+/// the kernel refuses the attach, and apply reports it instead of skipping the rules.
+#[test]
+fn v2_device_rules_are_enforced_not_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path();
+    let cg = created(&fake_v2(base), "/t");
+    let err = cg
+        .apply(&res(|b| b.devices(vec![LinuxDeviceCgroup::default()])))
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("device filter") && text.contains("/t"),
+        "{text}"
+    );
+    // No device rules: nothing to attach, nothing fails.
+    cg.apply(&res(|b| b.devices(Vec::new()))).unwrap();
+}
+
 #[test]
 fn v2_apply_everything() {
     let tmp = tempfile::tempdir().unwrap();
@@ -750,7 +769,6 @@ fn v2_apply_everything() {
                 .build()
                 .unwrap(),
         ])
-        .devices(vec![LinuxDeviceCgroup::default()])
         .unified(HashMap::from([
             ("memory.high".to_string(), "50M".to_string()),
             ("cpu.idle".to_string(), "0".to_string()),

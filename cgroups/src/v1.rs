@@ -100,10 +100,7 @@ pub(crate) fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<()> {
     if let Some(rules) = r.devices()
         && !rules.is_empty()
     {
-        match cg.dir("devices") {
-            Some(dir) => set_devices(dir, rules)?,
-            None => tracing::warn!("device rules not applied: the devices cgroup is not mounted"),
-        }
+        set_devices_hybrid(cg, rules)?;
     }
     if let Some(limits) = r.hugepage_limits() {
         for l in limits {
@@ -431,9 +428,42 @@ fn is_all_devices(rule: &LinuxDeviceCgroup) -> bool {
             .is_none_or(|a| a.is_empty() || (a.contains('r') && a.contains('w') && a.contains('m')))
 }
 
+/// The v1 devices controller enforces the rules; on a hybrid host the same rules also
+/// go into a BPF device filter on the unified directory (where the container's processes
+/// are too). Both must allow, and they hold the same rules, so the filter changes no
+/// outcome; it keeps one code path for v2 and hybrid hosts, and it is what enforces when
+/// the v1 devices hierarchy is not mounted. runc uses only the v1 controller here.
+fn set_devices_hybrid(cg: &Cgroup, rules: &[LinuxDeviceCgroup]) -> Result<()> {
+    let v1 = cg.dir("devices");
+    if let Some(dir) = v1 {
+        set_devices(dir, rules)?;
+    }
+    match (v1, cg.unified_dir()) {
+        (Some(_), Some(u)) => {
+            if let Err(e) = crate::devices::set_filter(u, rules) {
+                tracing::warn!(error = %e, "device filter not attached on the unified hierarchy; the v1 devices cgroup enforces the rules");
+            }
+        }
+        (None, Some(u)) => crate::devices::set_filter(u, rules)?,
+        (Some(_), None) => {}
+        (None, None) => {
+            tracing::warn!("device rules not applied: no devices cgroup and no cgroup2 mount")
+        }
+    }
+    Ok(())
+}
+
 /// Writes the rules in order. Denying all devices is written as "a" to devices.deny,
-/// which switches the cgroup to default-deny and drops every exception at once.
+/// which switches the cgroup to default-deny and drops every exception at once. The
+/// list starts from default-deny whatever its first rule is, as runc's device rules and
+/// the v2 filter do (a fresh v1 cgroup would otherwise inherit allow-all from the root).
 fn set_devices(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
+    if rules
+        .first()
+        .is_none_or(|r| r.allow() || !is_all_devices(r))
+    {
+        fs::write(dir, "devices.deny", "a")?;
+    }
     for rule in rules {
         let file = if rule.allow() {
             "devices.allow"

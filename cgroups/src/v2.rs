@@ -113,11 +113,8 @@ fn dir(cg: &Cgroup) -> Result<&Path> {
     cg.unified_dir().ok_or(CgroupError::NoCgroups)
 }
 
-/// Applies the resources on a v2 host.
-///
-/// Device rules are not enforced on cgroup v2 yet: v2 has no devices.allow/deny and
-/// needs a BPF_PROG_TYPE_CGROUP_DEVICE program attached to the directory, which this
-/// crate does not build. Such rules are logged as a warning and skipped.
+/// Applies the resources on a v2 host. Device rules become a BPF device filter on
+/// the directory (see `devices`), replacing the one attached before.
 pub(crate) fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<()> {
     let dir = dir(cg)?;
     if let Some(cpu) = r.cpu() {
@@ -141,10 +138,7 @@ pub(crate) fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<()> {
     if let Some(rules) = r.devices()
         && !rules.is_empty()
     {
-        tracing::warn!(
-            rules = rules.len(),
-            "device rules are not enforced on cgroup v2 yet (no eBPF device program)"
-        );
+        crate::devices::set_filter(dir, rules)?;
     }
     if let Some(n) = r.network()
         && (n.class_id().is_some() || n.priorities().as_ref().is_some_and(|p| !p.is_empty()))

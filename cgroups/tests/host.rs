@@ -144,6 +144,13 @@ fn lifecycle_on_the_real_hybrid_host() {
         read(format!("/sys/fs/cgroup/devices{path}/devices.list")),
         "c 1:3 rwm"
     );
+    // Hybrid: the same rules also became a BPF device filter on the unified directory.
+    assert_eq!(
+        cgroups::attached_device_filters(&unified_dir)
+            .unwrap()
+            .len(),
+        1
+    );
 
     // The shell waits for a line, then execs sleep: the exec happens inside the cgroup,
     // so its memory is charged there (v1 does not move charges of migrated tasks).

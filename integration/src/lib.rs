@@ -79,6 +79,20 @@ impl Runtime {
         Self { path }
     }
 
+    /// The workspace's ocirun, whatever `OCIRUN_TEST_RUNTIME` says: for tests of what
+    /// only ocirun does (such as its cgroup v2 device filter on a hybrid host, where
+    /// runc uses the v1 devices controller alone).
+    pub fn ocirun() -> Self {
+        let path = default_ocirun_path();
+        if !path.is_file() {
+            panic!(
+                "{} does not exist: run `cargo build --workspace --bins` first",
+                path.display()
+            );
+        }
+        Self { path }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -177,6 +177,39 @@ fn docker_default_seccomp_profile_applied() {
     assert_eq!(out.ok().stdout.trim(), "Seccomp:\t2", "{out}");
 }
 
+/// Docker's default profile allows unshare(2) only to containers with CAP_SYS_ADMIN,
+/// which a default container lacks, and returns EPERM otherwise. Making a user
+/// namespace needs no capability at all, so with the same capabilities and
+/// `seccomp=unconfined` it succeeds: the only difference between the runs is seccomp.
+#[test]
+fn docker_default_seccomp_profile_blocks_unshare() {
+    let d = daemon();
+    let blocked = d.run(&[
+        "--rm",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "grep ^Seccomp: /proc/self/status; unshare -U true && echo created",
+    ]);
+    blocked.assert_failed();
+    assert_eq!(blocked.stdout.trim(), "Seccomp:\t2", "{blocked}");
+    assert!(
+        blocked.stderr.contains("unshare") && blocked.stderr.contains("Operation not permitted"),
+        "{blocked}"
+    );
+
+    let free = d.run(&[
+        "--rm",
+        "--security-opt",
+        "seccomp=unconfined",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "grep ^Seccomp: /proc/self/status; unshare -U true && echo created",
+    ]);
+    assert_eq!(free.ok().stdout, "Seccomp:\t0\ncreated\n", "{free}");
+}
+
 #[test]
 fn docker_custom_seccomp_profile_blocks_mkdir() {
     let d = daemon();

@@ -1,5 +1,7 @@
 //! The create / start / kill / delete lifecycle as containerd drives it, and the
 //! state JSON at each step.
+// Helpers fail their test on a broken precondition, like the tests themselves.
+#![allow(clippy::panic)]
 use std::path::Path;
 
 use integration::{TestContainer, Value, is_rfc3339, json, proc_cmdline};
@@ -171,4 +173,43 @@ fn detached_run_writes_pid_file_and_is_listed() {
         .unwrap_or_else(|| panic!("{} not listed:\n{out}", tc.id));
     assert_eq!(entry["status"], "running", "{out}");
     assert_eq!(entry["pid"], pid, "{out}");
+}
+
+/// The pids `ps --format json` lists (every process in the container's cgroup).
+fn container_pids(tc: &TestContainer) -> Vec<i64> {
+    let out = tc.run(&["ps", "--format", "json", &tc.id]);
+    out.ok();
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+#[test]
+fn kill_all_signals_every_process() {
+    // pid 1 (sh) has no SIGTERM handler, so the kernel drops SIGTERM sent to it; its
+    // children are ordinary processes that SIGTERM ends. The trailing echo keeps sh
+    // from exec'ing the second sleep, so there are three processes.
+    let tc = TestContainer::new(&["sh", "-c", "sleep 1000 & sleep 1001; echo done"]);
+    tc.run_detached();
+    let pids = integration::wait_for(integration::STATE_TIMEOUT, "three processes", || {
+        let p = container_pids(&tc);
+        (p.len() == 3).then_some(p)
+    });
+
+    // The control: without --all only init gets the signal, and ignores it.
+    tc.kill("TERM").ok();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(container_pids(&tc), pids);
+    assert_eq!(tc.status(), "running");
+
+    tc.run(&["kill", "--all", &tc.id, "TERM"]).ok();
+    // Both sleeps die; sh, done waiting for the foreground one, exits.
+    tc.wait_status("stopped");
+    for pid in pids {
+        // A zombie (not yet reaped by whoever inherited it) is dead too.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(") ").map(|(_, rest)| &rest[..1]);
+        assert!(
+            state.is_none_or(|s| s == "Z"),
+            "pid {pid} survived kill --all: {stat}"
+        );
+    }
 }

@@ -1,4 +1,8 @@
-//! Resources: cgroup limits (memory, pids) and process rlimits.
+//! Resources: cgroup limits (memory, pids, cpu, blkio) and process rlimits.
+// Helpers fail their test on a broken precondition, like the tests themselves.
+#![allow(clippy::panic)]
+use std::path::Path;
+
 use integration::{TestContainer, json};
 
 const MEMORY_LIMIT: u64 = 32 * 1024 * 1024;
@@ -124,4 +128,41 @@ fn custom_rlimits_nproc_and_core() {
         Some(("1024".into(), "1024".into())),
         "{out}"
     );
+}
+
+fn read_cgroup_file(dir: &Path, file: &str) -> String {
+    let p = dir.join(file);
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn cpu_shares_quota_and_blkio_weight_are_written_to_cgroup() {
+    let mut tc = TestContainer::new(&["sleep", "30"]);
+    tc.config()["linux"]["resources"]["cpu"] =
+        json!({ "shares": 512, "quota": 50000, "period": 100000 });
+    tc.config()["linux"]["resources"]["blockIO"] = json!({ "weight": 300 });
+    tc.run_detached();
+    let cpu = tc.cgroup_dir("cpu");
+    let blkio = tc.cgroup_dir("blkio");
+    if cpu.join("cpu.max").exists() {
+        // cgroup v2: shares 512 is weight 20 by the mapping runc and crun share.
+        assert_eq!(read_cgroup_file(&cpu, "cpu.max"), "50000 100000");
+        assert_eq!(read_cgroup_file(&cpu, "cpu.weight"), "20");
+    } else {
+        assert_eq!(read_cgroup_file(&cpu, "cpu.shares"), "512");
+        assert_eq!(read_cgroup_file(&cpu, "cpu.cfs_quota_us"), "50000");
+        assert_eq!(read_cgroup_file(&cpu, "cpu.cfs_period_us"), "100000");
+    }
+    // With the BFQ scheduler (as here) the weight lives in blkio.bfq.weight, with
+    // CFQ in blkio.weight; v2 has io.bfq.weight (same scale) or io.weight.
+    let file = ["blkio.weight", "blkio.bfq.weight", "io.bfq.weight"]
+        .into_iter()
+        .find(|f| blkio.join(f).exists())
+        .unwrap_or_else(|| panic!("no blkio weight file in {}", blkio.display()));
+    let got = read_cgroup_file(&blkio, file);
+    // io.bfq.weight reads "default 300".
+    assert_eq!(got.trim_start_matches("default "), "300", "{file}");
 }

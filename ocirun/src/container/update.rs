@@ -1,6 +1,7 @@
 //! `update`: new resource limits for a live container, from runc's flags or from an
-//! OCI LinuxResources JSON document. The limits go to the cgroup first, then into the
-//! saved spec (atomically), so later commands see what the cgroup has.
+//! OCI LinuxResources JSON document (whose device rules, unlike runc's update, are
+//! applied too, as crun does). The limits go to the cgroup first, then into the saved
+//! spec (atomically), so later commands see what the cgroup has.
 use std::io::Read;
 use std::path::Path;
 
@@ -8,6 +9,7 @@ use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxRes
 use tracing::instrument;
 
 use crate::cli::UpdateArgs;
+use crate::container::create::resources_with_defaults;
 use crate::container::load;
 use crate::container::state::Status;
 use crate::error::{OciError, Result};
@@ -39,12 +41,18 @@ pub fn update(root: &Path, a: &UpdateArgs) -> Result<()> {
         .as_ref()
         .and_then(|l| l.resources().clone())
         .unwrap_or_default();
-    let (merged, to_apply) = merge(current, &delta);
-    cgroups::Cgroup::from_paths(paths).apply(&to_apply)?;
+    let (merged, mut to_apply) = merge(current, &delta);
 
     let mut linux = state.spec.linux().clone().unwrap_or_default();
     linux.set_resources(Some(merged));
     state.spec.set_linux(Some(linux));
+    if to_apply.devices().is_some() {
+        // The whole rule list is rewritten, with the default devices and the spec's
+        // device nodes, exactly as create wrote it; on cgroup v2 that swaps the BPF
+        // filter (new one attached before the old one is detached).
+        to_apply.set_devices(resources_with_defaults(&state.spec).devices().clone());
+    }
+    cgroups::Cgroup::from_paths(paths).apply(&to_apply)?;
     c.dir.save(&state)
 }
 
@@ -181,6 +189,12 @@ fn merge(mut current: LinuxResources, delta: &LinuxResources) -> (LinuxResources
         current.set_pids(Some(*p));
         apply.set_pids(Some(*p));
     }
+    // Device rules (only from a resources file) replace the list; runc ignores them,
+    // crun applies them.
+    if let Some(d) = delta.devices().as_ref().filter(|d| !d.is_empty()) {
+        current.set_devices(Some(d.clone()));
+        apply.set_devices(Some(d.clone()));
+    }
     (current, apply)
 }
 
@@ -249,5 +263,24 @@ mod tests {
         assert_eq!(merged.pids().as_ref().unwrap().limit(), 5);
         assert!(apply.pids().is_none() && apply.cpu().is_none());
         assert_eq!(apply.memory().unwrap().limit(), Some(150));
+        assert!(apply.devices().is_none());
+    }
+
+    #[test]
+    fn merge_replaces_device_rules_only_when_given() {
+        let cur: LinuxResources = serde_json::from_value(serde_json::json!({
+            "devices": [{"allow": false, "access": "rwm"}]
+        }))
+        .unwrap();
+        let (merged, apply) = merge(cur.clone(), &LinuxResources::default());
+        assert_eq!(merged.devices(), cur.devices());
+        assert!(apply.devices().is_none());
+        let delta: LinuxResources = serde_json::from_value(serde_json::json!({
+            "devices": [{"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw"}]
+        }))
+        .unwrap();
+        let (merged, apply) = merge(cur, &delta);
+        assert_eq!(merged.devices(), delta.devices());
+        assert_eq!(apply.devices(), delta.devices());
     }
 }

@@ -208,6 +208,10 @@ fn run(opts: &Opts) -> Result<bool> {
         .or_else(|| exe.parent().map(|d| d.join("ocirun")))
         .filter(|p| is_executable(p))
         .context("ocirun not found: run make build, or pass --ocirun PATH")?;
+    // The shim runs the binary from the bundle directory, where a relative path (as
+    // `make bench` passes without CARGO_TARGET_DIR) names nothing.
+    let ocirun = std::path::absolute(&ocirun)
+        .with_context(|| format!("cannot make {} absolute", ocirun.display()))?;
     let runc = find_in_path("runc").context("runc not found (apt-get install -y runc)")?;
     let daemon = Daemon::start()?;
     let image = testkit::image::busybox_image()?;
