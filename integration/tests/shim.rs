@@ -1124,12 +1124,14 @@ fn ttrpc_jsonfile_log_is_written_by_the_shim_with_rotation() {
 /// A stand-in for containerd's publish binary: fails its first call (the
 /// daemon is "down"), then records each event's arguments and payload. The
 /// `.args` file appears (renamed into place) only once both are complete.
+/// With a `.slow` file in the events dir each call takes 0.4 s (a busy daemon).
 fn fake_publisher(dir: &Path) -> PathBuf {
     let script = dir.join("publish.sh");
     let events = dir.join("events");
     fs::create_dir_all(&events).expect("events dir");
     let text = format!(
         "#!/bin/sh\nd={ev}\nif [ ! -e $d/.up ]; then touch $d/.up; cat >/dev/null; exit 1; fi\n\
+         if [ -e $d/.slow ]; then sleep 0.4; fi\n\
          n=$(ls $d | wc -l)\nn=$(printf %03d $n)\necho \"$@\" > $d/.$n.tmp\ncat > $d/$n.bin\n\
          mv $d/.$n.tmp $d/$n.args\n",
         ev = events.display()
@@ -2389,4 +2391,46 @@ fn ttrpc_delete_and_shutdown_leave_no_socket_mount_or_cgroup() {
     let cgroups = tc.cgroup_dirs();
     assert!(cgroups.is_empty(), "cgroups left behind: {cgroups:?}");
     tc.assert_no_trace();
+}
+
+#[test]
+fn ttrpc_events_still_queued_at_shutdown_are_published_before_the_shim_exits() {
+    let rt = Runtime::from_env();
+    let tc = TestContainer::new(&["sh", "-c", "exit 4"]);
+    tc.save();
+    let (shim, events) = shim_with_publisher(&tc);
+    // Each publish takes 0.4 s: Delete and Shutdown come while events still queue.
+    fs::write(events.join(".slow"), "").expect("slow publisher");
+    let client = connect(&shim.address);
+    client
+        .create(ctx(), &create_request(&tc, rt.path(), "", ""))
+        .expect("Create");
+    start_init(&client, &tc.id);
+    assert_eq!(wait(&client, &tc.id).exit_status, 4);
+    client
+        .delete(
+            ctx(),
+            &DeleteRequest {
+                id: tc.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("Delete");
+    let _ = client.shutdown(ctx(), &ShutdownRequest::default());
+    drop(client);
+    wait_for(Duration::from_secs(10), "the shim to exit", || {
+        (!pid_alive(shim.pid)).then_some(())
+    });
+    // Everything it had queued went out before it did.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        published_topics(&events),
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exit",
+            "/tasks/delete"
+        ]
+    );
+    assert!(!shim.socket().exists(), "socket left behind");
 }
