@@ -596,6 +596,15 @@ fn kill9_daemon_with_running_tasks_then_restart_reconnects() {
         "{st:?}"
     );
 
+    // r2's shim kept retrying the exit it could not publish while the daemon was
+    // down: subscribers get it now.
+    let exit = wait_for(Duration::from_secs(20), "r2's /tasks/exit", || {
+        events_about(&events.path, "r2")
+            .into_iter()
+            .find(|(t, _)| t == "/tasks/exit")
+    });
+    assert_eq!(exit.1["exit_status"], 7, "{exit:?}");
+
     d.ctr(&["task", "kill", "-s", "KILL", "r1"]).ok();
     wait_for(Duration::from_secs(10), "r1 STOPPED", || {
         task_statuses(&d)
