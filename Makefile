@@ -32,10 +32,11 @@ NEXTEST_PROFILE ?= $(if $(filter true 1,$(CI)),ci,default)
 # `ocirun ps`, and the engines the integration tests run ocirun under (containerd +
 # ctr, docker.io's dockerd; `script` from bsdutils for manual pty runs), protoc for
 # the containerd gRPC API (ours and the containerd-client crate's), and
-# docker-registry to pull from in the containerd-lite tests.
+# docker-registry to pull from in the containerd-lite tests, and openssl to make the
+# certificates of the engined TLS tests.
 APT_PACKAGES := busybox-static runc crun hyperfine time util-linux gcc libc6-dev \
                 libseccomp-dev pkg-config procps containerd docker.io bsdutils \
-                protobuf-compiler docker-registry
+                protobuf-compiler docker-registry openssl
 
 .PHONY: deps build demo test bench bench-shim install install-files clean
 

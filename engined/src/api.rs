@@ -17,11 +17,12 @@ use hyper_util::rt::TokioIo;
 use jsonlog::Stream;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{broadcast, mpsc};
-use tracing::{debug, warn};
+use tokio::sync::mpsc;
+use tracing::debug;
 
-use crate::daemon::{Container, CreateBody, Daemon, Output};
+use crate::daemon::{Container, CreateBody, Daemon, ReaderGuard};
 use crate::error::{ApiError, ApiResult, Context};
+use crate::follow::LogTail;
 use crate::server::{
     self, Body, channel_body, json, query, read_json, status, truthy, upgraded_response,
     wants_upgrade,
@@ -69,6 +70,14 @@ pub async fn dispatch(
         (&Method::GET, ["exec", id, "json"]) => exec_inspect(&d, id),
         (&Method::GET, ["images", "json"]) => list_images(&d).await,
         (&Method::POST, ["images", "load"]) => load(&d, req).await,
+        (&Method::GET, ["images", "get"]) => {
+            crate::save::save(&d, &crate::save::query_values(req.uri().query(), "names")).await
+        }
+        (&Method::POST, ["images", "create"])
+            if !crate::save::query_values(req.uri().query(), "fromSrc").is_empty() =>
+        {
+            crate::import::import(&d, req).await
+        }
         (&Method::POST, ["images", "create"]) => {
             let q = query(&req);
             let from = q.get("fromImage").cloned().unwrap_or_default();
@@ -296,6 +305,11 @@ fn status_text(c: &Container) -> (String, String) {
             util::human_duration(util::now_unix() - util::unix_of(&s.finished_at))
         ),
         "created" => "Created".into(),
+        "restarting" => format!(
+            "Restarting ({}) {} ago",
+            s.exit_code,
+            util::human_duration(util::now_unix() - util::unix_of(&s.finished_at))
+        ),
         other => other.to_string(),
     };
     (s.status.clone(), text)
@@ -365,23 +379,31 @@ async fn list_containers(d: &Daemon, req: &Request<Incoming>) -> ApiResult<Respo
     let q = query(req);
     let all = truthy(&q, "all");
     let filters = parse_filters(&q)?;
-    let mut list: Vec<Arc<Container>> = d.all();
-    list.sort_by_key(|c| std::cmp::Reverse(c.record().created));
-    if let Some(n) = q
+    let with_size = truthy(&q, "size");
+    let limit = q
         .get("limit")
         .and_then(|l| l.parse::<usize>().ok())
-        .filter(|n| *n > 0)
-    {
-        list.truncate(n);
-    }
+        .filter(|n| *n > 0);
+    let mut list: Vec<Arc<Container>> = d.all();
+    list.sort_by_key(|c| std::cmp::Reverse(c.record().created));
     let mut out = Vec::new();
     for c in list {
-        if !all && !c.running() && !filters.contains_key("status") {
+        if limit.is_some_and(|n| out.len() >= n) {
+            break;
+        }
+        let shown = c.running() || c.status() == "restarting";
+        if !all && !shown && !filters.contains_key("status") {
             continue;
         }
         if !matches_filters(&c, &filters)? {
             continue;
         }
+        let (size_rw, size_root_fs) = if with_size {
+            let (rw, root) = d.sizes(&c).await;
+            (Some(rw), Some(root))
+        } else {
+            (None, None)
+        };
         let r = c.record();
         let (state, status_text) = status_text(&c);
         let mut command = vec![r.path.clone()];
@@ -402,6 +424,8 @@ async fn list_containers(d: &Daemon, req: &Request<Incoming>) -> ApiResult<Respo
                 ..Default::default()
             }),
             mounts: Some(vec![]),
+            size_rw,
+            size_root_fs,
             ..Default::default()
         });
     }
@@ -479,6 +503,26 @@ async fn container_route(
             d.resize(&c, "", h, w).await?;
             Ok(status(StatusCode::OK))
         }
+        (&Method::POST, ["pause"]) => {
+            d.pause(&c).await?;
+            Ok(status(StatusCode::NO_CONTENT))
+        }
+        (&Method::POST, ["unpause"]) => {
+            d.unpause(&c).await?;
+            Ok(status(StatusCode::NO_CONTENT))
+        }
+        (&Method::GET, ["top"]) => {
+            if !c.running() {
+                return Err(ApiError::Conflict(format!(
+                    "Container {} is not running",
+                    c.id
+                )));
+            }
+            let pids = d.pids(&c).await?;
+            let args = q.get("ps_args").map_or("-ef", String::as_str);
+            Ok(json(StatusCode::OK, &crate::top::run(args, &pids).await?))
+        }
+        (&Method::GET, ["stats"]) => stats(d.clone(), c, &q),
         (&Method::POST, ["rename"]) => {
             d.rename(&c, q.get("name").map_or("", String::as_str))?;
             Ok(status(StatusCode::NO_CONTENT))
@@ -601,6 +645,231 @@ fn wait(c: &Arc<Container>, condition: &str) -> ApiResult<Response<Body>> {
     Ok(r)
 }
 
+/// One object (`stream=0`; with `one-shot=1` no second sample for precpu) or one
+/// per second until the client goes or the container stops.
+fn stats(
+    d: Arc<Daemon>,
+    c: Arc<Container>,
+    q: &HashMap<String, String>,
+) -> ApiResult<Response<Body>> {
+    let stream = q
+        .get("stream")
+        .is_none_or(|v| truthy(q, "stream") || v.is_empty());
+    let one_shot = truthy(q, "one-shot");
+    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    tokio::spawn(async move {
+        let line = |v: &Value| {
+            let mut b = serde_json::to_vec(v).unwrap_or_default();
+            b.push(b'\n');
+            Bytes::from(b)
+        };
+        let zero_time = "0001-01-01T00:00:00Z".to_string();
+        let mut pre: Option<(Value, String)> = None;
+        if !stream && !one_shot && c.running() {
+            // A first sample, so that precpu_stats gives the CLI a CPU percentage.
+            let first = d.stats_sample(&c).await;
+            pre = Some((first, common::rfc3339_nanos(std::time::SystemTime::now())));
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        loop {
+            let now = d.stats_sample(&c).await;
+            let read = common::rfc3339_nanos(std::time::SystemTime::now());
+            let (pre_v, pre_t) = match &pre {
+                Some((v, t)) => (Some(v), t.clone()),
+                None => (None, zero_time.clone()),
+            };
+            let v = crate::stats::compose(&now, pre_v, &read, &pre_t, &c.name(), &c.id);
+            if tx.send(line(&v)).await.is_err() || !stream || !c.running() {
+                return;
+            }
+            pre = Some((now, read));
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    let mut r = Response::new(channel_body(rx));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(r)
+}
+
+/// How log entries go to one client: which streams and times, stdcopy frames
+/// (non-tty) or raw bytes (tty), with or without time stamps.
+#[derive(Debug, Clone, Copy)]
+struct Render {
+    tty: bool,
+    timestamps: bool,
+    stdout: bool,
+    stderr: bool,
+    since: Option<i128>,
+    until: Option<i128>,
+}
+
+impl Render {
+    fn keep(&self, e: &jsonlog::Entry) -> bool {
+        let stream_ok = match e.stream {
+            Stream::Stdout => self.stdout,
+            Stream::Stderr => self.stderr,
+        };
+        if !stream_ok {
+            return false;
+        }
+        if self.since.is_none() && self.until.is_none() {
+            return true;
+        }
+        let t = e.time_nanos();
+        self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t <= u)
+    }
+
+    fn bytes(&self, e: &jsonlog::Entry) -> Bytes {
+        let mut payload = Vec::with_capacity(e.log.len() + 40);
+        if self.timestamps {
+            payload.extend_from_slice(e.time.as_bytes());
+            payload.push(b' ');
+        }
+        payload.extend_from_slice(e.log.as_bytes());
+        if self.tty {
+            Bytes::from(payload)
+        } else {
+            frame(e.stream, &payload)
+        }
+    }
+}
+
+/// The log's past: every entry of the rotated files and the live one, and the
+/// offset in the live file where a follower goes on.
+fn read_past(rec: &crate::daemon::Record) -> ApiResult<(Vec<jsonlog::Entry>, u64)> {
+    let max_file = rec
+        .host_config
+        .log_config
+        .as_ref()
+        .and_then(|l| l.config.as_ref())
+        .and_then(|o| o.get("max-file"))
+        .and_then(|m| m.parse::<u32>().ok())
+        .unwrap_or(1);
+    let path = &rec.log_path;
+    let mut entries = Vec::new();
+    for n in (1..max_file.max(1)).rev() {
+        let p = jsonlog::rotated(path, n);
+        if p.exists() {
+            jsonlog::read_file(&p, 0, &mut entries).ctx(|| "read the log".into())?;
+        }
+    }
+    let offset = if path.exists() {
+        jsonlog::read_file(path, 0, &mut entries).ctx(|| "read the log".into())?
+    } else {
+        0
+    };
+    Ok((entries, offset))
+}
+
+/// Sends what the shim appends to the log until the run that `exits` counts up to
+/// has ended (the exit is recorded only once the shim has written its last output)
+/// or the client has gone.
+async fn follow_log(
+    c: Arc<Container>,
+    guard: ReaderGuard,
+    mut tail: LogTail,
+    render: Render,
+    exits: u64,
+    tx: mpsc::Sender<Bytes>,
+) {
+    let mut life = c.subscribe_life();
+    let mut guard = Some(guard);
+    loop {
+        let ended = {
+            let l = *life.borrow_and_update();
+            l.exits > exits || l.removed
+        };
+        let new = tail.read_new();
+        if ended {
+            // Read to the end: the log may go now (`--rm`).
+            guard.take();
+        }
+        for e in new {
+            if render.keep(&e) && tx.send(render.bytes(&e)).await.is_err() {
+                return;
+            }
+        }
+        if ended {
+            return;
+        }
+        tokio::select! {
+            _ = tail.changed() => {}
+            r = life.changed() => if r.is_err() { return },
+            _ = tx.closed() => return,
+        }
+    }
+}
+
+/// `detachKeys` (`ctrl-p,ctrl-q` by default): the bytes that end an attach with
+/// stdin and leave the container running.
+fn detach_keys(spec: Option<&str>) -> ApiResult<Vec<u8>> {
+    let spec = spec.filter(|s| !s.is_empty()).unwrap_or("ctrl-p,ctrl-q");
+    spec.split(',')
+        .map(|k| {
+            let k = k.trim();
+            if let Some(c) = k.strip_prefix("ctrl-") {
+                let b = match c.as_bytes() {
+                    [b @ b'a'..=b'z'] => b - b'a' + 1,
+                    [b'@'] => 0,
+                    [b'['] => 27,
+                    [b'\\'] => 28,
+                    [b']'] => 29,
+                    [b'^'] => 30,
+                    [b'_'] => 31,
+                    _ => {
+                        return Err(ApiError::BadRequest(format!(
+                            "Invalid detach keys ({spec}) provided"
+                        )));
+                    }
+                };
+                Ok(b)
+            } else if k.len() == 1 {
+                Ok(k.as_bytes()[0])
+            } else {
+                Err(ApiError::BadRequest(format!(
+                    "Invalid detach keys ({spec}) provided"
+                )))
+            }
+        })
+        .collect()
+}
+
+/// Finds a detach sequence in stdin. Bytes that might start one are held back
+/// until the next ones tell.
+#[derive(Debug)]
+struct DetachScanner {
+    keys: Vec<u8>,
+    matched: usize,
+}
+
+impl DetachScanner {
+    /// The bytes to forward, and whether the sequence was typed.
+    fn scan(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(input.len());
+        for &b in input {
+            if b == self.keys[self.matched] {
+                self.matched += 1;
+                if self.matched == self.keys.len() {
+                    return (out, true);
+                }
+            } else {
+                out.extend_from_slice(&self.keys[..self.matched]);
+                self.matched = 0;
+                if b == self.keys[0] {
+                    self.matched = 1;
+                } else {
+                    out.push(b);
+                }
+            }
+        }
+        (out, false)
+    }
+}
+
 fn attach(
     d: Arc<Daemon>,
     mut req: Request<Incoming>,
@@ -613,17 +882,46 @@ fn attach(
         ));
     }
     let rec = c.record();
-    if rec.state.status == "exited" && !truthy(q, "logs") {
-        return Err(ApiError::Conflict(
-            "You cannot attach to a stopped container, start it first".into(),
-        ));
+    let with_logs = truthy(q, "logs");
+    let live = truthy(q, "stream");
+    // A created or exited container is attached to for its next run (`docker
+    // start -a`); the CLI itself refuses `docker attach` to a stopped one.
+    match rec.state.status.as_str() {
+        "paused" => {
+            return Err(ApiError::Conflict(format!(
+                "container {} is paused, unpause the container before attach",
+                c.id
+            )));
+        }
+        "restarting" => {
+            return Err(ApiError::Conflict(format!(
+                "container {} is restarting, wait until the container is running",
+                c.id
+            )));
+        }
+        _ => {}
     }
     let tty = rec.config.tty.unwrap_or(false);
     let want_stdin = truthy(q, "stdin") && rec.config.open_stdin.unwrap_or(false);
     let stdin_once = rec.config.stdin_once.unwrap_or(false);
-    let want_out = truthy(q, "stdout");
-    let want_err = truthy(q, "stderr");
-    let mut out = c.subscribe_output();
+    let render = Render {
+        tty,
+        timestamps: false,
+        stdout: truthy(q, "stdout"),
+        stderr: truthy(q, "stderr"),
+        since: None,
+        until: None,
+    };
+    let keys = detach_keys(q.get("detachKeys").map(String::as_str))?;
+    // Where the stream starts is fixed now, before the start that usually follows.
+    let exits = c.life().exits;
+    let guard = c.reader();
+    let (past, tail) = if with_logs {
+        let (entries, offset) = read_past(&rec)?;
+        (entries, LogTail::from_offset(&rec.log_path, offset))
+    } else {
+        (Vec::new(), LogTail::from_end(&rec.log_path))
+    };
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
@@ -634,6 +932,7 @@ fn attach(
             }
         };
         let (mut rd, mut wr) = tokio::io::split(TokioIo::new(upgraded));
+        let (detached_tx, mut detached) = tokio::sync::oneshot::channel::<()>();
         let c2 = c.clone();
         let mut started = c.subscribe_life();
         // The CLI half-closes its side at once when it has no stdin to send, so EOF
@@ -643,19 +942,29 @@ fn attach(
             // stdin: leave the input in the socket until then.
             if want_stdin
                 && started
-                    .wait_for(|l| l.running || l.exits > 0 || l.removed)
+                    .wait_for(|l| l.running || l.exits > exits || l.removed)
                     .await
                     .is_err()
             {
                 return;
             }
+            // As dockerd: detach keys are read on a terminal only.
+            let mut scanner = tty.then_some(DetachScanner { keys, matched: 0 });
             let mut buf = vec![0u8; 8192];
             loop {
                 match rd.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) if want_stdin => {
-                        if !c2.write_stdin(&buf[..n]).await {
+                        let (data, detach) = match scanner.as_mut() {
+                            Some(s) => s.scan(&buf[..n]),
+                            None => (buf[..n].to_vec(), false),
+                        };
+                        if !data.is_empty() && !c2.write_stdin(&data).await {
                             break;
+                        }
+                        if detach {
+                            let _ = detached_tx.send(());
+                            return;
                         }
                     }
                     Ok(_) => {}
@@ -666,29 +975,29 @@ fn attach(
                 d.close_io(&c2.id, "").await;
             }
         });
-        let mut life = c.subscribe_life();
-        loop {
-            let msg = tokio::select! {
-                m = out.recv() => m,
-                _ = life.wait_for(|l| l.removed) => break,
-            };
-            match msg {
-                Ok(Output::Data(stream, data)) => {
-                    let wanted = match stream {
-                        Stream::Stdout => want_out,
-                        Stream::Stderr => want_err,
-                    };
-                    if !wanted {
-                        continue;
+        for e in past.iter().filter(|e| render.keep(e)) {
+            if wr.write_all(&render.bytes(e)).await.is_err() {
+                return;
+            }
+        }
+        if live {
+            let (tx, mut rx) = mpsc::channel::<Bytes>(64);
+            tokio::spawn(follow_log(c.clone(), guard, tail, render, exits, tx));
+            // The stdin side ending without a detach (EOF from the client) drops
+            // the sender: that is no reason to stop the output.
+            let mut stdin_open = true;
+            loop {
+                tokio::select! {
+                    chunk = rx.recv() => match chunk {
+                        Some(b) => if wr.write_all(&b).await.is_err() { break },
+                        None => break,
+                    },
+                    r = &mut detached, if stdin_open => {
+                        if r.is_ok() {
+                            break;
+                        }
+                        stdin_open = false;
                     }
-                    let bytes = if tty { data } else { frame(stream, &data) };
-                    if wr.write_all(&bytes).await.is_err() {
-                        break;
-                    }
-                }
-                Ok(Output::End) | Err(broadcast::error::RecvError::Closed) => break,
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    warn!(container_id = %c.id, skipped = n, "attached client is too slow");
                 }
             }
         }
@@ -707,8 +1016,6 @@ async fn logs(c: Arc<Container>, q: &HashMap<String, String>) -> ApiResult<Respo
         ));
     }
     let follow = truthy(q, "follow");
-    let timestamps = truthy(q, "timestamps");
-    let tty = rec.config.tty.unwrap_or(false);
     let parse_t = |k: &str| -> ApiResult<Option<i128>> {
         match q.get(k).filter(|v| !v.is_empty() && v.as_str() != "0") {
             None => Ok(None),
@@ -722,13 +1029,21 @@ async fn logs(c: Arc<Container>, q: &HashMap<String, String>) -> ApiResult<Respo
                 while n.len() < 9 {
                     n.push('0');
                 }
-                let n: i128 = n.parse().unwrap_or(0);
+                let n: i128 = n
+                    .parse()
+                    .map_err(|_| ApiError::BadRequest(format!("invalid {k}: {v}")))?;
                 Ok(Some(s * 1_000_000_000 + n))
             }
         }
     };
-    let since = parse_t("since")?;
-    let until = parse_t("until")?;
+    let render = Render {
+        tty: rec.config.tty.unwrap_or(false),
+        timestamps: truthy(q, "timestamps"),
+        stdout: want_out,
+        stderr: want_err,
+        since: parse_t("since")?,
+        until: parse_t("until")?,
+    };
     let tail: Option<usize> = match q.get("tail").map(String::as_str) {
         None | Some("all") | Some("") => None,
         Some(t) => Some(
@@ -737,91 +1052,31 @@ async fn logs(c: Arc<Container>, q: &HashMap<String, String>) -> ApiResult<Respo
                 .max(0) as usize,
         ),
     };
-    let rotation = rec
-        .host_config
-        .log_config
-        .as_ref()
-        .and_then(|l| l.config.clone())
-        .unwrap_or_default();
-    let max_file = rotation
-        .get("max-file")
-        .and_then(|m| m.parse::<u32>().ok())
-        .unwrap_or(1);
-    let path = rec.log_path.clone();
-    let mut entries = Vec::new();
-    for n in (1..max_file.max(1)).rev() {
-        let p = jsonlog::rotated(&path, n);
-        if p.exists() {
-            jsonlog::read_file(&p, 0, &mut entries).ctx(|| "read the log".into())?;
-        }
-    }
-    let mut offset = if path.exists() {
-        jsonlog::read_file(&path, 0, &mut entries).ctx(|| "read the log".into())?
-    } else {
-        0
-    };
-    let keep = move |e: &jsonlog::Entry| -> bool {
-        let stream_ok = match e.stream {
-            Stream::Stdout => want_out,
-            Stream::Stderr => want_err,
-        };
-        let t = e.time_nanos();
-        stream_ok && since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u)
-    };
-    let render = move |e: &jsonlog::Entry| -> Bytes {
-        let mut payload = Vec::with_capacity(e.log.len() + 40);
-        if timestamps {
-            payload.extend_from_slice(e.time.as_bytes());
-            payload.push(b' ');
-        }
-        payload.extend_from_slice(e.log.as_bytes());
-        if tty {
-            Bytes::from(payload)
-        } else {
-            frame(e.stream, &payload)
-        }
-    };
-    let mut selected: Vec<&jsonlog::Entry> = entries.iter().filter(|e| keep(e)).collect();
+    // The exit count first: a run that ends after this is followed to its end.
+    let exits = c.life().exits;
+    let running = c.running();
+    let (entries, offset) = read_past(&rec)?;
+    let mut selected: Vec<&jsonlog::Entry> = entries.iter().filter(|e| render.keep(e)).collect();
     if let Some(t) = tail {
         let skip = selected.len().saturating_sub(t);
         selected.drain(..skip);
     }
     let mut initial = BytesMut::new();
     for e in selected {
-        initial.extend_from_slice(&render(e));
+        initial.extend_from_slice(&render.bytes(e));
     }
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let initial = initial.freeze();
-    let life = c.subscribe_life();
+    let follow = follow && running && render.until.is_none();
+    let log_path = rec.log_path.clone();
+    let guard = follow.then(|| c.reader());
     tokio::spawn(async move {
         if !initial.is_empty() && tx.send(initial).await.is_err() {
             return;
         }
-        if !follow || until.is_some() {
-            return;
-        }
-        loop {
-            let running = life.borrow().running;
-            let mut new = Vec::new();
-            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            if len < offset {
-                offset = 0;
-            }
-            if let Ok(o) = jsonlog::read_file(&path, offset, &mut new) {
-                offset = o;
-            }
-            for e in new.iter().filter(|e| keep(e)) {
-                if tx.send(render(e)).await.is_err() {
-                    return;
-                }
-            }
-            if !running {
-                return;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                _ = tx.closed() => return,
-            }
+        if let Some(guard) = guard {
+            let tail = LogTail::from_offset(&log_path, offset);
+            follow_log(c, guard, tail, render, exits, tx).await;
         }
     });
     Ok(Response::new(channel_body(rx)))
@@ -1059,23 +1314,9 @@ async fn image_route(
                 .lookup(&name)
                 .await
                 .ok_or_else(|| ApiError::NotFound(format!("No such image: {name}")))?;
-            let hist: Vec<Value> = i.config["history"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .rev()
-                .map(|h| {
-                    json!({
-                        "Id": "<missing>",
-                        "Created": util::unix_of(h["created"].as_str().unwrap_or("")),
-                        "CreatedBy": h["created_by"].as_str().unwrap_or(""),
-                        "Tags": null, "Size": 0, "Comment": h["comment"].as_str().unwrap_or("")
-                    })
-                })
-                .collect();
-            Ok(json(StatusCode::OK, &hist))
+            Ok(json(StatusCode::OK, &crate::images::history(&i)))
         }
+        (&Method::GET, "get") if parts.len() > 1 => crate::save::save(d, &[name_of(1)]).await,
         (&Method::DELETE, _) => {
             let name = parts.join("/");
             let force = truthy(&q, "force");
@@ -1116,6 +1357,23 @@ fn image_inspect(i: &crate::images::ImageInfo) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn detach_keys_parse_and_match_across_reads() {
+        assert_eq!(detach_keys(None).unwrap(), vec![16, 17]);
+        assert_eq!(detach_keys(Some("ctrl-x,a")).unwrap(), vec![24, b'a']);
+        assert!(detach_keys(Some("ctrl-1")).is_err());
+        assert!(detach_keys(Some("abc")).is_err());
+        let mut s = DetachScanner {
+            keys: vec![16, 17],
+            matched: 0,
+        };
+        assert_eq!(s.scan(b"ab\x10"), (b"ab".to_vec(), false));
+        // A ^P that is not followed by ^Q goes through after all.
+        assert_eq!(s.scan(b"c"), (b"\x10c".to_vec(), false));
+        assert_eq!(s.scan(b"\x10"), (vec![], false));
+        assert_eq!(s.scan(b"\x11rest"), (vec![], true));
+    }
 
     #[test]
     fn frames_like_stdcopy() {

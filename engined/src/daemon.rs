@@ -1,41 +1,49 @@
 //! Containers and execs: records persisted under the data root, lifecycles driven
-//! through containerd's containers, snapshots and tasks services, and output copied
-//! from the task's FIFOs into the json-file log and to attached clients.
+//! through containerd's containers, snapshots and tasks services. A container's
+//! output never passes through engined: the shim writes it to the json-file log
+//! (`jsonfile://` stdio), which logs and attach follow, so containers and their
+//! logs carry on while engined or containerd restart (live restore).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use bollard_stubs::models::{ContainerConfig, ExecConfig, HostConfig};
-use bytes::Bytes;
 use containerd_client::services::v1::container::Runtime;
 use containerd_client::services::v1::snapshots::{
-    MountsRequest, PrepareSnapshotRequest, RemoveSnapshotRequest,
+    MountsRequest, PrepareSnapshotRequest, RemoveSnapshotRequest, UsageRequest,
 };
 use containerd_client::services::v1::{
     CloseIoRequest, Container as CtrContainer, CreateContainerRequest, CreateTaskRequest,
     DeleteContainerRequest, DeleteProcessRequest, DeleteTaskRequest, ExecProcessRequest,
-    KillRequest, ResizePtyRequest, StartRequest, UpdateContainerRequest, WaitRequest,
+    GetRequest, KillRequest, ListPidsRequest, MetricsRequest, PauseTaskRequest, ResizePtyRequest,
+    ResumeTaskRequest, StartRequest, UpdateContainerRequest, WaitRequest,
 };
 use containerd_client::services::v1::{CreateRequest as LeaseCreate, DeleteRequest as LeaseDelete};
 use containerd_client::tonic::Code;
 use containerd_client::types::Mount;
-use jsonlog::Stream;
+use containerd_client::types::v1::Status as TaskStatus;
 use prost::Message;
 use prost_types::Any;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tracing::{debug, info, instrument, warn};
 
 use crate::config::Config;
 use crate::ctrd::{Ctrd, PROCESS_TYPE, RUNC_OPTIONS_TYPE, RuncOptions, SPEC_TYPE};
 use crate::error::{ApiError, ApiResult, Context};
 use crate::images::{ImageInfo, ImageStore};
-use crate::{spec, util};
+use crate::restart::{Backoff, Policy};
+use crate::{spec, stats, util};
+
+/// The runtime type of every task: our shim, which writes the json-file log.
+/// containerd-lite has it built in; real containerd finds it as
+/// `containerd-shim-ocirun-v2` on its PATH (`make install`).
+pub const RUNTIME_TYPE: &str = "io.containerd.ocirun.v2";
 
 /// The persisted record of a container.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,6 +63,10 @@ pub struct Record {
     pub log_path: PathBuf,
     #[serde(default)]
     pub restart_count: i64,
+    /// Set by stop and kill, cleared by start: `unless-stopped` does not restart
+    /// such a container, even when engined starts again.
+    #[serde(default)]
+    pub manually_stopped: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -69,6 +81,7 @@ pub struct State {
 }
 
 impl State {
+    /// A task exists: running, or paused.
     pub fn running(&self) -> bool {
         self.status == "running" || self.status == "paused"
     }
@@ -83,23 +96,31 @@ pub struct Life {
     pub removed: bool,
 }
 
-/// A chunk of container output, or the end of one run.
-#[derive(Debug, Clone)]
-pub enum Output {
-    Data(Stream, Bytes),
-    End,
-}
-
 #[derive(Debug)]
 pub struct Container {
     pub id: String,
     rec: Mutex<Record>,
     life: watch::Sender<Life>,
-    output: broadcast::Sender<Output>,
     stdin: tokio::sync::Mutex<Option<pipe::Sender>>,
     /// Serializes start, stop and remove of this container.
     op: tokio::sync::Mutex<()>,
     spec: Mutex<Option<Value>>,
+    /// A stop, kill or remove of the current run: its exit restarts nothing.
+    restart_cancelled: AtomicBool,
+    backoff: Mutex<Backoff>,
+    /// Followers of the log (attach, logs -f) that have not yet read the end of
+    /// the current run: `--rm` waits for them before the log goes.
+    readers: watch::Sender<usize>,
+}
+
+/// Held by a log follower until it has read the end of the run it follows.
+#[derive(Debug)]
+pub struct ReaderGuard(Arc<Container>);
+
+impl Drop for ReaderGuard {
+    fn drop(&mut self) {
+        self.0.readers.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 impl Container {
@@ -110,15 +131,16 @@ impl Container {
             running,
             ..Default::default()
         });
-        let (output, _) = broadcast::channel(4096);
         Arc::new(Self {
             id: rec.id.clone(),
             rec: Mutex::new(rec),
             life,
-            output,
             stdin: tokio::sync::Mutex::new(None),
             op: tokio::sync::Mutex::new(()),
             spec: Mutex::new(None),
+            restart_cancelled: AtomicBool::new(false),
+            backoff: Mutex::new(Backoff::default()),
+            readers: watch::channel(0).0,
         })
     }
 
@@ -138,12 +160,22 @@ impl Container {
         lock(&self.rec).state.running()
     }
 
-    pub fn subscribe_life(&self) -> watch::Receiver<Life> {
-        self.life.subscribe()
+    pub fn status(&self) -> String {
+        lock(&self.rec).state.status.clone()
     }
 
-    pub fn subscribe_output(&self) -> broadcast::Receiver<Output> {
-        self.output.subscribe()
+    pub fn life(&self) -> Life {
+        *self.life.borrow()
+    }
+
+    /// Registers a follower of the log; see [`ReaderGuard`].
+    pub fn reader(self: &Arc<Self>) -> ReaderGuard {
+        self.readers.send_modify(|n| *n += 1);
+        ReaderGuard(self.clone())
+    }
+
+    pub fn subscribe_life(&self) -> watch::Receiver<Life> {
+        self.life.subscribe()
     }
 
     /// Writes `data` to the container's stdin, if it has one open.
@@ -323,49 +355,115 @@ impl Daemon {
         common::atomic_write(&p, &data, 0o600).ctx(|| format!("write {}", p.display()))
     }
 
-    /// Loads the records of a previous run. Containers whose task is gone are marked
-    /// exited (their output and exit status were lost with the old daemon: the shim
-    /// does not write logs itself yet).
+    /// Loads the records of a previous run and takes its containers back: with live
+    /// restore a task that still runs is watched again (its shim kept writing the
+    /// log), one that exited meanwhile gets its true exit code and time from its shim;
+    /// then containers whose restart policy says so are started.
     async fn restore(self: &Arc<Self>) {
         let Ok(entries) = std::fs::read_dir(self.cfg.data_root.join("containers")) else {
             return;
         };
+        let mut restored = Vec::new();
         for e in entries.flatten() {
             let p = e.path().join("config.v2.json");
             let Ok(data) = std::fs::read(&p) else {
                 continue;
             };
-            let Ok(mut rec) = serde_json::from_slice::<Record>(&data) else {
+            let Ok(rec) = serde_json::from_slice::<Record>(&data) else {
                 warn!(path = %p.display(), "unreadable container record");
                 continue;
             };
-            if rec.state.running() {
-                let _ = self
-                    .ctrd
-                    .tasks()
-                    .kill(self.ctrd.req(KillRequest {
-                        container_id: rec.id.clone(),
-                        exec_id: String::new(),
-                        signal: 9,
-                        all: true,
-                    }))
-                    .await;
-                let _ = self
-                    .ctrd
-                    .tasks()
-                    .delete(self.ctrd.req(DeleteTaskRequest {
-                        container_id: rec.id.clone(),
-                    }))
-                    .await;
-                rec.state.status = "exited".into();
-                rec.state.exit_code = 255;
-                rec.state.pid = 0;
-                rec.state.finished_at = common::rfc3339_nanos(SystemTime::now());
-                let _ = self.save(&rec);
-            }
             let c = Container::new(rec);
-            self.write_containers().insert(c.id.clone(), c);
+            self.write_containers().insert(c.id.clone(), c.clone());
+            restored.push(c);
         }
+        for c in restored {
+            let rec = c.record();
+            if rec.state.status == "restarting" {
+                // Its restart was due when the last engined stopped.
+                self.schedule_start(c, Duration::ZERO);
+            } else if rec.state.running() {
+                self.restore_task(&c).await;
+            } else {
+                let policy = Policy::of(&rec.host_config);
+                if policy.should_restart(
+                    rec.state.exit_code,
+                    rec.manually_stopped,
+                    rec.restart_count,
+                ) && !rec.state.started_at.is_empty()
+                {
+                    self.schedule_start(c, Duration::ZERO);
+                }
+            }
+        }
+    }
+
+    /// Reattaches to the task of a container that ran when the last engined stopped.
+    #[instrument(skip_all, fields(container_id = %c.id))]
+    async fn restore_task(self: &Arc<Self>, c: &Arc<Container>) {
+        let got = self
+            .ctrd
+            .tasks()
+            .get(self.ctrd.req(GetRequest {
+                container_id: c.id.clone(),
+                exec_id: String::new(),
+            }))
+            .await;
+        let process = match got {
+            Ok(r) => r.into_inner().process,
+            Err(s) if s.code() == Code::NotFound => None,
+            Err(s) => {
+                warn!(error = %s.message(), "asking containerd for the task failed");
+                None
+            }
+        };
+        let Some(process) = process else {
+            // No task: containerd lost it (its state went with a reboot); the exit
+            // code is unknown, as dockerd records it.
+            info!("the task is gone: recording the container as exited");
+            self.record_exit(c, 255, SystemTime::now(), "").await;
+            return;
+        };
+        if !self.cfg.live_restore {
+            // Without live restore, containers do not outlive engined.
+            let _ = self.signal(c, 9, true).await;
+        } else if process.status != TaskStatus::Stopped as i32 {
+            let paused = process.status == TaskStatus::Paused as i32;
+            {
+                let mut r = lock(&c.rec);
+                r.state.status = if paused { "paused" } else { "running" }.into();
+                r.state.pid = i64::from(process.pid);
+                let _ = self.save(&r);
+            }
+            c.life.send_modify(|l| l.running = true);
+            if c.record().config.open_stdin.unwrap_or(false) {
+                match open_stdin_fifo(&self.fifo_dir(&c.id).join("stdin")) {
+                    Ok(w) => *c.stdin.lock().await = Some(w),
+                    Err(e) => warn!(error = %e, "reopening stdin failed"),
+                }
+            }
+            info!(pid = process.pid, "reattached to the running task");
+        }
+        let d = self.clone();
+        let c = c.clone();
+        tokio::spawn(async move { d.reap(c).await });
+    }
+
+    /// On SIGTERM: with live restore the containers keep running under their shims;
+    /// without it they are stopped, as dockerd stops them.
+    pub async fn shutdown(self: &Arc<Self>) {
+        if self.cfg.live_restore {
+            return;
+        }
+        let running: Vec<_> = self.all().into_iter().filter(|c| c.running()).collect();
+        let stops = running.iter().map(|c| async move {
+            // Not a user's stop: restart policies still apply at the next start.
+            c.restart_cancelled.store(true, Ordering::SeqCst);
+            if let Err(e) = self.terminate(c, None).await {
+                warn!(container_id = %c.id, error = %e, "stopping at shutdown");
+            }
+        });
+        futures_util::future::join_all(stops).await;
     }
 
     fn read_containers(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Container>>> {
@@ -446,6 +544,7 @@ impl Daemon {
             .lookup(&image_name)
             .await
             .ok_or_else(|| ApiError::NotFound(format!("No such image: {image_name}")))?;
+        let generated = name.as_deref().is_none_or(str::is_empty);
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => {
                 let n = n.trim_start_matches('/').to_string();
@@ -488,6 +587,7 @@ impl Daemon {
             )));
         }
         self.log_rotation(&host)?;
+        Policy::validate(&host)?;
         if self
             .cfg
             .runtime_binary(host.runtime.as_deref().unwrap_or(""))
@@ -516,11 +616,29 @@ impl Daemon {
             },
             log_path: dir.join(format!("{id}-json.log")),
             restart_count: 0,
+            manually_stopped: false,
         };
         // Reserve the name before any slow work; a concurrent create with the same
         // name must fail with 409.
-        let c = {
+        let (c, rec) = {
             let mut map = self.write_containers();
+            let mut rec = rec;
+            if generated {
+                // A generated name that is taken: another one, then a numbered one,
+                // as dockerd does.
+                let taken = |n: &str| map.values().any(|c| c.name() == n);
+                for attempt in 0.. {
+                    if !taken(&rec.name) {
+                        break;
+                    }
+                    rec.name = if attempt < 10 {
+                        util::random_name()
+                    } else {
+                        format!("{}{}", util::random_name(), attempt)
+                    };
+                }
+            }
+            let name = rec.name.clone();
             if let Some(other) = map.values().find(|c| c.name() == name) {
                 return Err(ApiError::Conflict(format!(
                     "Conflict. The container name \"/{name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
@@ -529,7 +647,7 @@ impl Daemon {
             }
             let c = Container::new(rec.clone());
             map.insert(id.clone(), c.clone());
-            c
+            (c, rec)
         };
         let made = self.materialize(&rec).await;
         if let Err(e) = made {
@@ -539,7 +657,7 @@ impl Daemon {
             return Err(e);
         }
         drop(c);
-        info!(name = %name, "created");
+        info!(name = %rec.name, "created");
         Ok(id)
     }
 
@@ -617,7 +735,7 @@ impl Daemon {
                         id: rec.id.clone(),
                         image: crate::reference::normalize(&rec.image),
                         runtime: Some(Runtime {
-                            name: "io.containerd.runc.v2".into(),
+                            name: RUNTIME_TYPE.into(),
                             options: Some(runtime),
                         }),
                         spec: Some(
@@ -803,12 +921,23 @@ impl Daemon {
     #[instrument(skip_all, fields(container_id = %c.id))]
     pub async fn start(self: &Arc<Self>, c: &Arc<Container>) -> ApiResult<()> {
         let _op = c.op.lock().await;
+        self.start_locked(c, false).await
+    }
+
+    /// `by_policy`: a restart the policy asked for, which keeps the restart count
+    /// and the user's stop flag as they are.
+    async fn start_locked(self: &Arc<Self>, c: &Arc<Container>, by_policy: bool) -> ApiResult<()> {
         let rec = c.record();
         if rec.state.running() {
             return Err(ApiError::NotModified);
         }
         if !self.read_containers().contains_key(&c.id) {
             return Err(ApiError::no_such_container(&c.id));
+        }
+        c.restart_cancelled.store(false, Ordering::SeqCst);
+        if !by_policy {
+            let mut r = lock(&c.rec);
+            r.manually_stopped = false;
         }
         let spec = self.build_spec(&rec).await?;
         self.ctrd
@@ -838,22 +967,39 @@ impl Daemon {
         let rootfs = self.rootfs_mounts(&c.id).await?;
         let tty = rec.config.tty.unwrap_or(false);
         let open_stdin = rec.config.open_stdin.unwrap_or(false);
-        let mut fifos = Fifos::create(&self.fifo_dir(&c.id), "", open_stdin, !tty)?;
-        let rotation = self.log_rotation(&rec.host_config)?;
+        let stdin = if open_stdin {
+            let dir = self.fifo_dir(&c.id);
+            std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+            let path = dir.join("stdin");
+            let _ = std::fs::remove_file(&path);
+            nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                .ctx(|| format!("mkfifo {}", path.display()))?;
+            let w = open_stdin_fifo(&path).ctx(|| format!("open {}", path.display()))?;
+            Some((path, w))
+        } else {
+            None
+        };
+        let log_uri = self.log_uri(&rec)?;
         let runtime = self.runtime_options(&rec)?;
         let created = self
             .ctrd
             .tasks()
-            .create(self.ctrd.req(CreateTaskRequest {
-                container_id: c.id.clone(),
-                rootfs,
-                stdin: Fifos::path_str(&fifos.stdin_path),
-                stdout: fifos.stdout_path.to_string_lossy().into_owned(),
-                stderr: Fifos::path_str(&fifos.stderr_path),
-                terminal: tty,
-                options: Some(runtime),
-                ..Default::default()
-            }))
+            .create(
+                self.ctrd.req(CreateTaskRequest {
+                    container_id: c.id.clone(),
+                    rootfs,
+                    // Kept open by the shim: our going away (a restart) is no EOF.
+                    stdin: stdin
+                        .as_ref()
+                        .map(|(p, _)| format!("fifo+keep://{}", p.display()))
+                        .unwrap_or_default(),
+                    stdout: log_uri.clone(),
+                    stderr: if tty { String::new() } else { log_uri },
+                    terminal: tty,
+                    options: Some(runtime),
+                    ..Default::default()
+                }),
+            )
             .await;
         if let Err(s) = created {
             let msg = format!("failed to create task for container: {}", s.message());
@@ -883,25 +1029,7 @@ impl Daemon {
                 return Err(ApiError::Internal(msg));
             }
         };
-        fifos.keepalive.clear();
-        *c.stdin.lock().await = fifos.stdin.take();
-        let log = jsonlog::Writer::open(&rec.log_path, rotation)
-            .ctx(|| "open the container log".into())?;
-        let log = Arc::new(Mutex::new(log));
-        let mut copiers = vec![tokio::spawn(copy_output(
-            fifos.stdout,
-            Stream::Stdout,
-            c.output.clone(),
-            log.clone(),
-        ))];
-        if let Some(err) = fifos.stderr {
-            copiers.push(tokio::spawn(copy_output(
-                err,
-                Stream::Stderr,
-                c.output.clone(),
-                log,
-            )));
-        }
+        *c.stdin.lock().await = stdin.map(|(_, w)| w);
         {
             let mut r = lock(&c.rec);
             r.state = State {
@@ -917,9 +1045,27 @@ impl Daemon {
         c.life.send_modify(|l| l.running = true);
         let d = self.clone();
         let c2 = c.clone();
-        tokio::spawn(async move { d.reap(c2, copiers).await });
+        tokio::spawn(async move { d.reap(c2).await });
         debug!(pid, "started");
         Ok(())
+    }
+
+    /// `jsonfile://<log>?max-size=..&max-file=..`: the shim writes the log itself.
+    fn log_uri(&self, rec: &Record) -> ApiResult<String> {
+        let rotation = self.log_rotation(&rec.host_config)?;
+        let mut uri = format!("jsonfile://{}", rec.log_path.display());
+        let mut opts = Vec::new();
+        if let Some(max) = rotation.max_size {
+            opts.push(format!("max-size={max}"));
+        }
+        if rotation.max_file > 1 {
+            opts.push(format!("max-file={}", rotation.max_file));
+        }
+        if !opts.is_empty() {
+            uri.push('?');
+            uri.push_str(&opts.join("&"));
+        }
+        Ok(uri)
     }
 
     /// Records a start that failed as an exit (code 127, as dockerd), so that
@@ -955,39 +1101,42 @@ impl Daemon {
         }
     }
 
-    /// Waits for the task to exit, then records the exit, drains the output,
-    /// deletes the task and removes the container if it was `--rm`.
-    async fn reap(self: Arc<Self>, c: Arc<Container>, copiers: Vec<tokio::task::JoinHandle<()>>) {
-        let waited = self
-            .ctrd
-            .tasks()
-            .wait(self.ctrd.req(WaitRequest {
-                container_id: c.id.clone(),
-                exec_id: String::new(),
-            }))
-            .await;
-        let (code, at) = match waited {
-            Ok(r) => {
-                let r = r.into_inner();
-                let at = r
-                    .exited_at
-                    .map(|t| {
+    /// Waits for the task to exit, through restarts of containerd (the shim keeps
+    /// the exit until it is deleted), then deletes the task and records the exit.
+    async fn reap(self: Arc<Self>, c: Arc<Container>) {
+        let mut delay = Duration::from_millis(50);
+        let (code, at) = loop {
+            let waited = self
+                .ctrd
+                .tasks()
+                .wait(self.ctrd.req(WaitRequest {
+                    container_id: c.id.clone(),
+                    exec_id: String::new(),
+                }))
+                .await;
+            match waited {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    let at = r.exited_at.map_or_else(SystemTime::now, |t| {
                         std::time::UNIX_EPOCH
                             + Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32)
-                    })
-                    .unwrap_or_else(SystemTime::now);
-                (i64::from(r.exit_status), at)
-            }
-            Err(s) => {
-                warn!(container_id = %c.id, error = %s.message(), "waiting for the task failed");
-                (255, SystemTime::now())
+                    });
+                    break (i64::from(r.exit_status), at);
+                }
+                Err(s) if s.code() == Code::NotFound => {
+                    warn!(container_id = %c.id, "the task vanished: exit code unknown");
+                    break (255, SystemTime::now());
+                }
+                Err(s) => {
+                    // containerd is restarting (or a shim is slow to answer again):
+                    // the exit is still there to be had.
+                    debug!(container_id = %c.id, error = %s.message(), "waiting for the task again");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
             }
         };
-        // A process that left children holding its stdout would keep the FIFO open
-        // forever; do not wait for them beyond a grace period.
-        for h in copiers {
-            let _ = tokio::time::timeout(Duration::from_secs(2), h).await;
-        }
+        // Delete answers once the shim has written the last output to the log.
         let _ = self
             .ctrd
             .tasks()
@@ -996,39 +1145,126 @@ impl Daemon {
             }))
             .await;
         c.close_stdin().await;
-        let auto_remove = {
+        self.record_exit(&c, code, at, "").await;
+    }
+
+    /// Records the end of a run and acts on it: waiters, `--rm`, the restart policy.
+    async fn record_exit(
+        self: &Arc<Self>,
+        c: &Arc<Container>,
+        code: i64,
+        at: SystemTime,
+        error: &str,
+    ) {
+        let (auto_remove, restart, ran_for) = {
             let mut r = lock(&c.rec);
             r.state.status = "exited".into();
             r.state.pid = 0;
             r.state.exit_code = code;
             r.state.finished_at = common::rfc3339_nanos(at);
+            if !error.is_empty() {
+                r.state.error = error.to_string();
+            }
+            let ran_for = jsonlog::parse_rfc3339_nanos(&r.state.started_at)
+                .map(|t| {
+                    let secs = (jsonlog::nanos_of(at) - t).max(0) / 1_000_000_000;
+                    Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+                })
+                .unwrap_or_default();
+            let restart = !c.restart_cancelled.load(Ordering::SeqCst)
+                && Policy::of(&r.host_config).should_restart(
+                    code,
+                    r.manually_stopped,
+                    r.restart_count,
+                );
+            if restart {
+                r.state.status = "restarting".into();
+                r.restart_count += 1;
+            }
             if let Err(e) = self.save(&r) {
                 warn!(error = %e, "saving the container record failed");
             }
-            r.host_config.auto_remove.unwrap_or(false)
+            (r.host_config.auto_remove.unwrap_or(false), restart, ran_for)
         };
-        let _ = c.output.send(Output::End);
         c.life.send_modify(|l| {
             l.exits += 1;
             l.exit_code = code;
             l.running = false;
         });
-        info!(container_id = %c.id, code, "exited");
-        if auto_remove && let Err(e) = self.remove(&c, true).await {
-            warn!(container_id = %c.id, error = %e, "auto-remove failed");
+        info!(container_id = %c.id, code, restart, "exited");
+        if restart {
+            let delay = lock(&c.backoff).next(ran_for);
+            self.schedule_start(c.clone(), delay);
+        } else if auto_remove {
+            // Attached clients read the last output from the log before it goes.
+            let mut readers = c.readers.subscribe();
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), readers.wait_for(|n| *n == 0)).await;
+            if let Err(e) = self.remove(c, true).await {
+                warn!(container_id = %c.id, error = %e, "auto-remove failed");
+            }
         }
+    }
+
+    /// A start by the restart policy, after `delay`, unless a stop, kill or
+    /// remove came first.
+    fn schedule_start(self: &Arc<Self>, c: Arc<Container>, delay: Duration) {
+        let d = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _op = c.op.lock().await;
+            if c.restart_cancelled.load(Ordering::SeqCst)
+                || !d.read_containers().contains_key(&c.id)
+            {
+                return;
+            }
+            match d.start_locked(&c, true).await {
+                Ok(()) | Err(ApiError::NotModified) => {}
+                Err(e) => {
+                    warn!(container_id = %c.id, error = %e, "restart failed");
+                    let mut r = lock(&c.rec);
+                    if r.state.status == "restarting" {
+                        r.state.status = "exited".into();
+                        let _ = d.save(&r);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Marks the current run as ended by the user: no restart follows it, and
+    /// `unless-stopped` stays down across engined restarts.
+    fn stopped_by_user(&self, c: &Container) {
+        c.restart_cancelled.store(true, Ordering::SeqCst);
+        let mut r = lock(&c.rec);
+        r.manually_stopped = true;
+        if r.state.status == "restarting" {
+            r.state.status = "exited".into();
+        }
+        let _ = self.save(&r);
     }
 
     pub async fn kill(&self, c: &Container, signal: &str) -> ApiResult<()> {
         let sig = parse_signal(signal)?;
         if !c.running() {
+            if c.status() == "restarting" {
+                self.stopped_by_user(c);
+                return Ok(());
+            }
             return Err(ApiError::Conflict(format!(
                 "Cannot kill container: {}: Container {} is not running",
                 c.name(),
                 c.id
             )));
         }
-        self.signal(c, sig, sig == 9).await
+        self.stopped_by_user(c);
+        let paused = c.status() == "paused";
+        self.signal(c, sig, sig == 9).await?;
+        if paused && sig == 9 {
+            // SIGKILL stays pending in a frozen cgroup: thaw it so the kill lands.
+            let _ = self.resume_task(c).await;
+        }
+        Ok(())
     }
 
     async fn signal(&self, c: &Container, sig: u32, all: bool) -> ApiResult<()> {
@@ -1061,11 +1297,27 @@ impl Daemon {
     pub async fn stop(&self, c: &Arc<Container>, timeout: Option<i64>) -> ApiResult<()> {
         let _op = c.op.lock().await;
         if !c.running() {
+            if c.status() == "restarting" {
+                self.stopped_by_user(c);
+                return Ok(());
+            }
             return Err(ApiError::NotModified);
         }
+        self.stopped_by_user(c);
+        self.terminate(c, timeout).await
+    }
+
+    /// The stop signal (SIGTERM unless the image or create said otherwise), then
+    /// SIGKILL after `timeout` seconds (the container's stop timeout, else 10; a
+    /// negative one waits for ever).
+    async fn terminate(&self, c: &Container, timeout: Option<i64>) -> ApiResult<()> {
         let rec = c.record();
         let t = timeout.or(rec.config.stop_timeout).unwrap_or(10);
         let sig = parse_signal(rec.config.stop_signal.as_deref().unwrap_or("SIGTERM"))?;
+        if rec.state.status == "paused" {
+            // A frozen process cannot act on the signal: thaw it first, as dockerd does.
+            let _ = self.resume_task(c).await;
+        }
         self.signal(c, sig, false).await?;
         if t < 0 {
             self.wait_stopped(c, Duration::from_secs(u64::MAX / 4))
@@ -1093,13 +1345,139 @@ impl Daemon {
             Ok(()) | Err(ApiError::NotModified) => {}
             Err(e) => return Err(e),
         }
-        {
-            let mut r = lock(&c.rec);
-            r.restart_count += 1;
-        }
         match self.start(c).await {
             Ok(()) | Err(ApiError::NotModified) => Ok(()),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Freezes the container's processes (freezer cgroup).
+    pub async fn pause(&self, c: &Container) -> ApiResult<()> {
+        let _op = c.op.lock().await;
+        match c.status().as_str() {
+            "running" => {}
+            "paused" => {
+                return Err(ApiError::Conflict(format!(
+                    "Container {} is already paused",
+                    c.id
+                )));
+            }
+            _ => {
+                return Err(ApiError::Conflict(format!(
+                    "Container {} is not running",
+                    c.id
+                )));
+            }
+        }
+        self.ctrd
+            .tasks()
+            .pause(self.ctrd.req(PauseTaskRequest {
+                container_id: c.id.clone(),
+            }))
+            .await
+            .ctx(|| "pause".into())?;
+        self.set_status(c, "paused")
+    }
+
+    pub async fn unpause(&self, c: &Container) -> ApiResult<()> {
+        let _op = c.op.lock().await;
+        if c.status() != "paused" {
+            return Err(ApiError::Conflict(format!(
+                "Container {} is not paused",
+                c.id
+            )));
+        }
+        self.resume_task(c).await
+    }
+
+    async fn resume_task(&self, c: &Container) -> ApiResult<()> {
+        self.ctrd
+            .tasks()
+            .resume(self.ctrd.req(ResumeTaskRequest {
+                container_id: c.id.clone(),
+            }))
+            .await
+            .ctx(|| "resume".into())?;
+        self.set_status(c, "running")
+    }
+
+    fn set_status(&self, c: &Container, status: &str) -> ApiResult<()> {
+        let mut r = lock(&c.rec);
+        // An exit recorded meanwhile wins.
+        if r.state.running() {
+            r.state.status = status.into();
+            self.save(&r)?;
+        }
+        Ok(())
+    }
+
+    /// `(SizeRw, SizeRootFs)`: the container's own writes (its snapshot's usage)
+    /// and that plus its image.
+    pub async fn sizes(&self, c: &Container) -> (i64, i64) {
+        let rw = self
+            .ctrd
+            .snapshots()
+            .usage(self.ctrd.req(UsageRequest {
+                snapshotter: self.ctrd.snapshotter.clone(),
+                key: c.id.clone(),
+            }))
+            .await
+            .map_or(0, |r| r.into_inner().size);
+        let image_id = lock(&c.rec).image_id.clone();
+        let image = self
+            .images
+            .list()
+            .await
+            .into_iter()
+            .find(|i| i.id == image_id)
+            .map_or(0, |i| i.size);
+        (rw, rw + image)
+    }
+
+    /// The pids of the container's processes, from containerd.
+    pub async fn pids(&self, c: &Container) -> ApiResult<std::collections::HashSet<u32>> {
+        Ok(self
+            .ctrd
+            .tasks()
+            .list_pids(self.ctrd.req(ListPidsRequest {
+                container_id: c.id.clone(),
+            }))
+            .await
+            .ctx(|| "list the container's processes".into())?
+            .into_inner()
+            .processes
+            .into_iter()
+            .map(|p| p.pid)
+            .collect())
+    }
+
+    /// One stats sample of the container (zeros when it does not run).
+    pub async fn stats_sample(&self, c: &Container) -> Value {
+        let host = stats::Host::read();
+        if !c.running() {
+            return stats::empty(host);
+        }
+        let got = self
+            .ctrd
+            .tasks()
+            .metrics(self.ctrd.req(MetricsRequest {
+                filters: vec![format!("id=={}", c.id)],
+            }))
+            .await;
+        match got {
+            Ok(r) => r
+                .into_inner()
+                .metrics
+                .into_iter()
+                .find_map(|m| m.data)
+                .map_or_else(
+                    || stats::empty(host),
+                    |d| stats::sample(&d.type_url, &d.value, host),
+                ),
+            Err(s) => {
+                debug!(container_id = %c.id, error = %s.message(), "metrics");
+                stats::empty(host)
+            }
         }
     }
 
@@ -1112,6 +1490,10 @@ impl Daemon {
                     c.id
                 )));
             }
+            c.restart_cancelled.store(true, Ordering::SeqCst);
+            if c.status() == "paused" {
+                let _ = self.resume_task(c).await;
+            }
             self.signal(c, 9, true).await?;
             if !self.wait_stopped(c, Duration::from_secs(30)).await {
                 return Err(ApiError::Internal(format!(
@@ -1120,6 +1502,7 @@ impl Daemon {
                 )));
             }
         }
+        c.restart_cancelled.store(true, Ordering::SeqCst);
         let _op = c.op.lock().await;
         if self.write_containers().remove(&c.id).is_none() {
             // Another remove (auto-remove racing an explicit rm) got there first.
@@ -1457,36 +1840,10 @@ fn merge_image_config(config: &mut ContainerConfig, image: &ImageInfo) {
     config.labels = Some(labels);
 }
 
-/// Copies one output FIFO into the log and to attached clients until EOF.
-async fn copy_output(
-    mut rx: pipe::Receiver,
-    stream: Stream,
-    out: broadcast::Sender<Output>,
-    log: Arc<Mutex<jsonlog::Writer>>,
-) {
-    let mut buf = vec![0u8; 32 * 1024];
-    let mut splitter = jsonlog::LineSplitter::default();
-    let write = |line: &[u8]| {
-        let mut w = lock(&log);
-        if let Err(e) = w.write(stream, line, SystemTime::now()) {
-            warn!(error = %e, "writing the container log failed");
-        }
-    };
-    loop {
-        match rx.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => {
-                let _ = out.send(Output::Data(stream, Bytes::copy_from_slice(&buf[..n])));
-                splitter.push(&buf[..n], write);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                warn!(error = %e, "reading container output failed");
-                break;
-            }
-        }
-    }
-    splitter.finish(write);
+/// Our end of a container's stdin FIFO. O_RDWR: opening a FIFO for writing
+/// alone would wait for a reader, and the shim opens it only at task create.
+fn open_stdin_fifo(path: &Path) -> std::io::Result<pipe::Sender> {
+    pipe::OpenOptions::new().read_write(true).open_sender(path)
 }
 
 /// `SIGTERM`, `TERM`, `15`.

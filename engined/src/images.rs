@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use containerd_client::services::v1::snapshots::{
@@ -33,6 +34,11 @@ pub const MT_DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar"
 pub const MT_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 pub const MT_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MT_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const MT_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// The containerd name of an image without a tag (as Docker's containerd image store
+/// names them), so that containerd keeps it and a restarted engined finds it again.
+pub const DANGLING_PREFIX: &str = "moby-dangling@";
 
 /// What engined knows about one image (one config digest).
 #[derive(Debug, Clone)]
@@ -42,6 +48,10 @@ pub struct ImageInfo {
     /// containerd names (`docker.io/library/busybox:latest`).
     pub names: Vec<String>,
     pub target: Descriptor,
+    /// The linux/amd64 manifest (`target` itself unless that is an index).
+    pub manifest: Descriptor,
+    /// The manifest's layers, bottom first.
+    pub layers: Vec<Descriptor>,
     pub config: Value,
     pub chain_id: String,
     /// Sum of the layer sizes.
@@ -60,7 +70,7 @@ impl ImageInfo {
     pub fn repo_tags(&self) -> Vec<String> {
         self.names
             .iter()
-            .filter(|n| !n.contains('@'))
+            .filter(|n| !n.contains('@') && !n.starts_with(DANGLING_PREFIX))
             .map(|n| reference::familiar(n))
             .collect()
     }
@@ -119,6 +129,63 @@ fn diff_ids_of(config: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A descriptor from its JSON form in a manifest or index.
+pub fn descriptor_of(v: &Value) -> Descriptor {
+    Descriptor {
+        media_type: v["mediaType"].as_str().unwrap_or("").to_string(),
+        digest: v["digest"].as_str().unwrap_or("").to_string(),
+        size: v["size"].as_i64().unwrap_or(0),
+        ..Default::default()
+    }
+}
+
+/// Content `Write` messages carry at most this much data.
+const WRITE_CHUNK: usize = 1 << 20;
+
+/// One message of a content `Write`; the one with labels is the commit.
+fn write_request(
+    r#ref: &str,
+    digest: &str,
+    total: i64,
+    offset: i64,
+    data: Vec<u8>,
+    commit_labels: Option<HashMap<String, String>>,
+) -> WriteContentRequest {
+    let commit = commit_labels.is_some();
+    WriteContentRequest {
+        action: if commit {
+            WriteAction::Commit as i32
+        } else {
+            WriteAction::Write as i32
+        },
+        r#ref: r#ref.to_string(),
+        total,
+        expected: if commit {
+            digest.to_string()
+        } else {
+            String::new()
+        },
+        offset,
+        data,
+        labels: commit_labels.unwrap_or_default(),
+    }
+}
+
+/// Where a streamed content write is: the file (until its last chunk is read), the
+/// offset, and the commit labels (taken by the last chunk).
+struct WriteState {
+    file: Option<tokio::fs::File>,
+    offset: i64,
+    labels: Option<HashMap<String, String>>,
+}
+
+/// A layer blob on disk and its descriptor.
+#[derive(Debug)]
+struct LayerFile {
+    path: PathBuf,
+    desc: Descriptor,
+}
+
 /// One image found in a `docker load` archive.
 #[derive(Debug)]
 struct Loadable {
@@ -166,7 +233,8 @@ impl ImageStore {
         Ok(())
     }
 
-    async fn read_blob(&self, digest: &str) -> ApiResult<Vec<u8>> {
+    /// A whole blob from the content store (manifests and configs: small ones).
+    pub async fn read_blob(&self, digest: &str) -> ApiResult<Vec<u8>> {
         let mut stream = self
             .ctrd
             .content()
@@ -212,12 +280,7 @@ impl ImageStore {
                             .or_else(|| m.first())
                     })
                     .ok_or_else(|| ApiError::Internal("empty image index".into()))?;
-                manifest_desc = Descriptor {
-                    media_type: pick["mediaType"].as_str().unwrap_or("").to_string(),
-                    digest: pick["digest"].as_str().unwrap_or("").to_string(),
-                    size: pick["size"].as_i64().unwrap_or(0),
-                    ..Default::default()
-                };
+                manifest_desc = descriptor_of(pick);
                 continue;
             }
             break;
@@ -228,15 +291,18 @@ impl ImageStore {
             .to_string();
         let config: Value = serde_json::from_slice(&self.read_blob(&config_digest).await?)
             .map_err(|e| ApiError::Internal(format!("config {config_digest}: {e}")))?;
-        let size = manifest["layers"]
+        let layers: Vec<Descriptor> = manifest["layers"]
             .as_array()
-            .map(|l| l.iter().filter_map(|d| d["size"].as_i64()).sum())
-            .unwrap_or(0);
+            .map(|l| l.iter().map(descriptor_of).collect())
+            .unwrap_or_default();
+        let size = layers.iter().map(|d| d.size).sum();
         let chain = chain_id(&diff_ids_of(&config));
         Ok(ImageInfo {
             id: config_digest,
             names: vec![img.name.clone()],
             target,
+            manifest: manifest_desc,
+            layers,
             config,
             chain_id: chain,
             size,
@@ -280,11 +346,29 @@ impl ImageStore {
         }
         let full = reference::normalize(new_name);
         self.put_image(&full, info.target.clone()).await?;
-        let mut index = self.index.write().await;
-        let mut info = info;
-        info.names = vec![full.clone()];
-        add_to_index(&mut index, &full, info);
+        let id = info.id.clone();
+        {
+            let mut index = self.index.write().await;
+            let mut info = info;
+            info.names = vec![full.clone()];
+            add_to_index(&mut index, &full, info);
+        }
+        self.drop_dangling(&id).await;
         Ok(())
+    }
+
+    /// The images tagged in one repository (`docker.io/library/busybox`), as
+    /// (full name, image) pairs sorted by name: what `docker save busybox` saves.
+    pub async fn tagged_in(&self, repo: &str) -> Vec<(String, ImageInfo)> {
+        let index = self.index.read().await;
+        let mut out: Vec<(String, ImageInfo)> = index
+            .names
+            .iter()
+            .filter(|(n, _)| !n.contains('@') && reference::split_tag(n).0 == repo)
+            .filter_map(|(n, id)| index.by_id.get(id).map(|i| (n.clone(), i.clone())))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     async fn put_image(&self, name: &str, target: Descriptor) -> ApiResult<()> {
@@ -370,7 +454,9 @@ impl ImageStore {
                 }))
                 .await
                 .ctx(|| format!("delete image {t}"))?;
-            out.push(serde_json::json!({ "Untagged": reference::familiar(t) }));
+            if !t.starts_with(DANGLING_PREFIX) {
+                out.push(serde_json::json!({ "Untagged": reference::familiar(t) }));
+            }
         }
         let mut index = self.index.write().await;
         for t in &targets {
@@ -402,7 +488,17 @@ impl ImageStore {
         let loadables = tokio::task::spawn_blocking(move || extract_and_scan(&tar_path, &root))
             .await
             .map_err(|e| ApiError::Internal(format!("load: {e}")))??;
-        let lease = format!("engined-load-{}", crate::util::random_hex(8));
+        let lease = self.create_lease("load").await?;
+        let result = self.load_all(&loadables, &lease).await;
+        self.delete_lease(lease).await;
+        drop(dir);
+        result
+    }
+
+    /// A lease that keeps what an import writes from containerd's garbage collector
+    /// until the image record refers to it; it expires by itself if we die meanwhile.
+    async fn create_lease(&self, what: &str) -> ApiResult<String> {
+        let lease = format!("engined-{what}-{}", crate::util::random_hex(8));
         self.ctrd
             .leases()
             .create(self.ctrd.req(LeaseCreate {
@@ -414,7 +510,10 @@ impl ImageStore {
             }))
             .await
             .ctx(|| "create lease".into())?;
-        let result = self.load_all(&loadables, &lease).await;
+        Ok(lease)
+    }
+
+    async fn delete_lease(&self, lease: String) {
         let _ = self
             .ctrd
             .leases()
@@ -423,8 +522,6 @@ impl ImageStore {
                 sync: false,
             }))
             .await;
-        drop(dir);
-        result
     }
 
     async fn load_all(&self, loadables: &[Loadable], lease: &str) -> ApiResult<Vec<String>> {
@@ -443,10 +540,8 @@ impl ImageStore {
                     l.layers.len()
                 )));
             }
-            let config_digest = digest_of(&config_bytes);
-            let chain = chain_id(&diff_ids);
-            let mut layer_descs = Vec::new();
-            for (i, path) in l.layers.iter().enumerate() {
+            let mut layers = Vec::new();
+            for path in &l.layers {
                 let p = path.clone();
                 let (digest, size, gzip) = tokio::task::spawn_blocking(move || hash_file(&p))
                     .await
@@ -456,86 +551,205 @@ impl ImageStore {
                 } else {
                     MT_DOCKER_LAYER
                 };
-                let labels =
-                    HashMap::from([("containerd.io/uncompressed".into(), diff_ids[i].clone())]);
-                self.write_content(path, &digest, size, labels, lease)
-                    .await?;
-                layer_descs.push(Descriptor {
-                    media_type: media_type.into(),
-                    digest,
-                    size,
-                    ..Default::default()
+                layers.push(LayerFile {
+                    path: path.clone(),
+                    desc: Descriptor {
+                        media_type: media_type.into(),
+                        digest,
+                        size,
+                        ..Default::default()
+                    },
                 });
             }
-            let mut cfg_labels = HashMap::new();
-            if !chain.is_empty() {
-                cfg_labels.insert(
-                    format!("containerd.io/gc.ref.snapshot.{}", self.ctrd.snapshotter),
-                    chain.clone(),
-                );
-            }
-            self.write_bytes(&config_bytes, &config_digest, cfg_labels, lease)
+            let names: Vec<String> = l.names.iter().map(|n| reference::normalize(n)).collect();
+            let info = self
+                .store_image(&config_bytes, config, &layers, &names, lease)
                 .await?;
-            let manifest = serde_json::json!({
-                "schemaVersion": 2,
-                "mediaType": MT_DOCKER_MANIFEST,
-                "config": { "mediaType": MT_DOCKER_CONFIG, "digest": config_digest, "size": config_bytes.len() },
-                "layers": layer_descs.iter().map(|d| serde_json::json!({
-                    "mediaType": d.media_type, "digest": d.digest, "size": d.size
-                })).collect::<Vec<_>>()
-            });
-            let manifest_bytes = serde_json::to_vec(&manifest)
-                .map_err(|e| ApiError::Internal(format!("encode manifest: {e}")))?;
-            let manifest_digest = digest_of(&manifest_bytes);
-            let mut m_labels = HashMap::from([(
-                "containerd.io/gc.ref.content.config".to_string(),
-                config_digest.clone(),
-            )]);
-            for (i, d) in layer_descs.iter().enumerate() {
-                m_labels.insert(
-                    format!("containerd.io/gc.ref.content.l.{i}"),
-                    d.digest.clone(),
-                );
+            if names.is_empty() {
+                loaded.push(format!("Loaded image ID: {}", info.id));
             }
-            self.write_bytes(&manifest_bytes, &manifest_digest, m_labels, lease)
-                .await?;
-            self.unpack(&layer_descs, &diff_ids, lease).await?;
-            let target = Descriptor {
-                media_type: MT_DOCKER_MANIFEST.into(),
-                digest: manifest_digest,
-                size: manifest_bytes.len() as i64,
-                ..Default::default()
-            };
-            let size = layer_descs.iter().map(|d| d.size).sum();
-            let info = ImageInfo {
-                id: config_digest.clone(),
-                names: Vec::new(),
-                target: target.clone(),
-                config,
-                chain_id: chain,
-                size,
-            };
-            let mut index = self.index.write().await;
-            if l.names.is_empty() {
-                index.by_id.entry(info.id.clone()).or_insert(info);
-                loaded.push(format!("Loaded image ID: {config_digest}"));
-                continue;
-            }
-            drop(index);
-            for name in &l.names {
-                let full = reference::normalize(name);
-                self.put_image(&full, target.clone()).await?;
-                let mut index = self.index.write().await;
-                let mut i = info.clone();
-                i.names = vec![full.clone()];
-                add_to_index(&mut index, &full, i);
-                loaded.push(format!("Loaded image: {}", reference::familiar(&full)));
+            for full in &names {
+                loaded.push(format!("Loaded image: {}", reference::familiar(full)));
             }
         }
         Ok(loaded)
     }
 
-    async fn exists(&self, digest: &str) -> ApiResult<bool> {
+    /// `docker import`: a one-layer image from an uncompressed layer tar on disk
+    /// (`digest` is both its blob digest and its diff id) and its config.
+    #[instrument(skip(self, config_bytes, config))]
+    pub async fn import(
+        &self,
+        config_bytes: &[u8],
+        config: Value,
+        layer: &Path,
+        digest: &str,
+        size: i64,
+        names: &[String],
+    ) -> ApiResult<ImageInfo> {
+        let layers = [LayerFile {
+            path: layer.to_path_buf(),
+            desc: Descriptor {
+                media_type: MT_DOCKER_LAYER.into(),
+                digest: digest.to_string(),
+                size,
+                ..Default::default()
+            },
+        }];
+        let lease = self.create_lease("import").await?;
+        let result = self
+            .store_image(config_bytes, config, &layers, names, &lease)
+            .await;
+        self.delete_lease(lease).await;
+        result
+    }
+
+    /// Puts an image into containerd as its own tools would: the layer blobs, the
+    /// config and a Docker v2 manifest in the content store (with the labels that tie
+    /// them together for the garbage collector), the unpacked snapshots, and one image
+    /// record per name (a dangling one when there is none). `names` are full names.
+    async fn store_image(
+        &self,
+        config_bytes: &[u8],
+        config: Value,
+        layers: &[LayerFile],
+        names: &[String],
+        lease: &str,
+    ) -> ApiResult<ImageInfo> {
+        let diff_ids = diff_ids_of(&config);
+        if diff_ids.len() != layers.len() {
+            return Err(ApiError::BadRequest(format!(
+                "image config lists {} layers, the image has {}",
+                diff_ids.len(),
+                layers.len()
+            )));
+        }
+        let config_digest = digest_of(config_bytes);
+        let chain = chain_id(&diff_ids);
+        for (l, diff_id) in layers.iter().zip(&diff_ids) {
+            let labels = HashMap::from([("containerd.io/uncompressed".into(), diff_id.clone())]);
+            self.write_content(&l.path, &l.desc.digest, l.desc.size, labels, lease)
+                .await?;
+        }
+        let mut cfg_labels = HashMap::new();
+        if !chain.is_empty() {
+            cfg_labels.insert(
+                format!("containerd.io/gc.ref.snapshot.{}", self.ctrd.snapshotter),
+                chain.clone(),
+            );
+        }
+        self.write_bytes(config_bytes, &config_digest, cfg_labels, lease)
+            .await?;
+        let layer_descs: Vec<Descriptor> = layers.iter().map(|l| l.desc.clone()).collect();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MT_DOCKER_MANIFEST,
+            "config": { "mediaType": MT_DOCKER_CONFIG, "digest": config_digest, "size": config_bytes.len() },
+            "layers": layer_descs.iter().map(|d| serde_json::json!({
+                "mediaType": d.media_type, "digest": d.digest, "size": d.size
+            })).collect::<Vec<_>>()
+        });
+        let manifest_bytes = serde_json::to_vec(&manifest)
+            .map_err(|e| ApiError::Internal(format!("encode manifest: {e}")))?;
+        let manifest_digest = digest_of(&manifest_bytes);
+        let mut m_labels = HashMap::from([(
+            "containerd.io/gc.ref.content.config".to_string(),
+            config_digest.clone(),
+        )]);
+        for (i, d) in layer_descs.iter().enumerate() {
+            m_labels.insert(
+                format!("containerd.io/gc.ref.content.l.{i}"),
+                d.digest.clone(),
+            );
+        }
+        self.write_bytes(&manifest_bytes, &manifest_digest, m_labels, lease)
+            .await?;
+        self.unpack(&layer_descs, &diff_ids, lease).await?;
+        let target = Descriptor {
+            media_type: MT_DOCKER_MANIFEST.into(),
+            digest: manifest_digest.clone(),
+            size: manifest_bytes.len() as i64,
+            ..Default::default()
+        };
+        let size = layer_descs.iter().map(|d| d.size).sum();
+        let info = ImageInfo {
+            id: config_digest,
+            names: Vec::new(),
+            target: target.clone(),
+            manifest: target.clone(),
+            layers: layer_descs,
+            config,
+            chain_id: chain,
+            size,
+        };
+        let known_name = self
+            .index
+            .read()
+            .await
+            .by_id
+            .get(&info.id)
+            .is_some_and(|i| !i.names.is_empty());
+        let names: Vec<String> = if !names.is_empty() {
+            names.to_vec()
+        } else if known_name {
+            // Already reachable under some name: nothing to add.
+            Vec::new()
+        } else {
+            vec![format!("{DANGLING_PREFIX}{manifest_digest}")]
+        };
+        for full in &names {
+            self.put_image(full, target.clone()).await?;
+            let mut index = self.index.write().await;
+            let mut i = info.clone();
+            i.names = vec![full.clone()];
+            add_to_index(&mut index, full, i);
+        }
+        if !names.iter().any(|n| n.starts_with(DANGLING_PREFIX)) {
+            self.drop_dangling(&info.id).await;
+        }
+        let index = self.index.read().await;
+        Ok(index.by_id.get(&info.id).cloned().unwrap_or(info))
+    }
+
+    /// Removes the dangling record of an image that has just been given a name.
+    async fn drop_dangling(&self, id: &str) {
+        let dangling: Vec<String> = match self.index.read().await.by_id.get(id) {
+            Some(i) if i.names.len() > 1 => i
+                .names
+                .iter()
+                .filter(|n| n.starts_with(DANGLING_PREFIX))
+                .cloned()
+                .collect(),
+            _ => return,
+        };
+        for name in dangling {
+            let deleted = self
+                .ctrd
+                .images()
+                .delete(self.ctrd.req(DeleteImageRequest {
+                    name: name.clone(),
+                    sync: false,
+                    ..Default::default()
+                }))
+                .await;
+            match deleted {
+                Ok(_) => {}
+                Err(s) if s.code() == Code::NotFound => {}
+                Err(s) => {
+                    debug!(image = %name, error = %s.message(), "cannot drop the dangling record");
+                    continue;
+                }
+            }
+            let mut index = self.index.write().await;
+            index.names.remove(&name);
+            if let Some(i) = index.by_id.get_mut(id) {
+                i.names.retain(|n| *n != name);
+            }
+        }
+    }
+
+    /// The size of a blob in the content store, `None` if it is not there.
+    pub async fn blob_size(&self, digest: &str) -> ApiResult<Option<i64>> {
         match self
             .ctrd
             .content()
@@ -544,10 +758,14 @@ impl ImageStore {
             }))
             .await
         {
-            Ok(_) => Ok(true),
-            Err(s) if s.code() == Code::NotFound => Ok(false),
+            Ok(r) => Ok(Some(r.into_inner().info.map_or(0, |i| i.size))),
+            Err(s) if s.code() == Code::NotFound => Ok(None),
             Err(s) => Err(s).ctx(|| format!("stat content {digest}")),
         }
+    }
+
+    async fn exists(&self, digest: &str) -> ApiResult<bool> {
+        Ok(self.blob_size(digest).await?.is_some())
     }
 
     async fn write_bytes(
@@ -560,11 +778,39 @@ impl ImageStore {
         if self.exists(digest).await? {
             return Ok(());
         }
-        let chunks: Vec<Vec<u8>> = data.chunks(1 << 20).map(<[u8]>::to_vec).collect();
-        self.write_chunks(chunks, digest, data.len() as i64, labels, lease)
+        let total = data.len() as i64;
+        let r#ref = format!("engined-{digest}");
+        let mut reqs = Vec::new();
+        let mut offset = 0i64;
+        let mut chunks = data.chunks(WRITE_CHUNK).peekable();
+        while let Some(chunk) = chunks.next() {
+            let last = chunks.peek().is_none();
+            reqs.push(write_request(
+                &r#ref,
+                digest,
+                total,
+                offset,
+                chunk.to_vec(),
+                last.then(|| labels.clone()),
+            ));
+            offset += chunk.len() as i64;
+        }
+        if reqs.is_empty() {
+            reqs.push(write_request(
+                &r#ref,
+                digest,
+                total,
+                0,
+                Vec::new(),
+                Some(labels),
+            ));
+        }
+        self.send_write(futures_util::stream::iter(reqs), digest, lease)
             .await
     }
 
+    /// Streams a file to the content store a chunk at a time, so that a big layer is
+    /// never held in memory.
     async fn write_content(
         &self,
         path: &Path,
@@ -573,77 +819,78 @@ impl ImageStore {
         labels: HashMap<String, String>,
         lease: &str,
     ) -> ApiResult<()> {
+        use tokio::io::AsyncReadExt;
         if self.exists(digest).await? {
             return Ok(());
         }
-        let p = path.to_path_buf();
-        let chunks = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<Vec<u8>>> {
-            let mut f = std::fs::File::open(&p)?;
-            let mut out = Vec::new();
-            loop {
-                let mut buf = vec![0u8; 1 << 20];
-                let n = f.read(&mut buf)?;
-                if n == 0 {
-                    return Ok(out);
+        let file = tokio::fs::File::open(path)
+            .await
+            .ctx(|| format!("open {}", path.display()))?;
+        let failure: Arc<Mutex<Option<std::io::Error>>> = Arc::default();
+        let r#ref = format!("engined-{digest}");
+        let state = WriteState {
+            file: Some(file),
+            offset: 0,
+            labels: Some(labels),
+        };
+        let (digest_s, fail) = (digest.to_string(), failure.clone());
+        let stream = futures_util::stream::unfold(state, move |mut st| {
+            let (r#ref, digest, fail) = (r#ref.clone(), digest_s.clone(), fail.clone());
+            async move {
+                let mut file = st.file.take()?;
+                let mut buf = vec![0u8; WRITE_CHUNK];
+                let mut n = 0;
+                while n < buf.len() {
+                    match file.read(&mut buf[n..]).await {
+                        Ok(0) => break,
+                        Ok(k) => n += k,
+                        Err(e) => {
+                            *fail.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+                            return None;
+                        }
+                    }
                 }
                 buf.truncate(n);
-                out.push(buf);
+                let offset = st.offset;
+                st.offset += n as i64;
+                let last = n == 0 || st.offset >= size;
+                if n < WRITE_CHUNK && !last {
+                    // The file is shorter than the size we hashed: it changed under us.
+                    *fail.lock().unwrap_or_else(PoisonError::into_inner) = Some(
+                        std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shrank"),
+                    );
+                    return None;
+                }
+                let labels = if last { st.labels.take() } else { None };
+                let req = write_request(&r#ref, &digest, size, offset, buf, labels);
+                if !last {
+                    st.file = Some(file);
+                }
+                Some((req, st))
             }
-        })
-        .await
-        .map_err(|e| ApiError::Internal(format!("read layer: {e}")))?
-        .ctx(|| format!("read {}", path.display()))?;
-        self.write_chunks(chunks, digest, size, labels, lease).await
+        });
+        let written = self.send_write(stream, digest, lease).await;
+        if let Some(e) = failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            return Err(ApiError::Io {
+                context: format!("read {}", path.display()),
+                source: e,
+            });
+        }
+        written
     }
 
-    /// Streams a blob to containerd's content store (`Write` with a ref, then a
-    /// commit that checks the expected digest and size).
-    async fn write_chunks(
+    /// Sends one content `Write` (a ref's writes ending with a commit that checks
+    /// the expected digest and size).
+    async fn send_write(
         &self,
-        chunks: Vec<Vec<u8>>,
+        stream: impl futures_util::Stream<Item = WriteContentRequest> + Send + 'static,
         digest: &str,
-        total: i64,
-        labels: HashMap<String, String>,
         lease: &str,
     ) -> ApiResult<()> {
-        let r#ref = format!("engined-{digest}");
-        let mut reqs = Vec::new();
-        let mut offset = 0i64;
-        let n = chunks.len();
-        for (i, data) in chunks.into_iter().enumerate() {
-            let last = i + 1 == n;
-            let len = data.len() as i64;
-            reqs.push(WriteContentRequest {
-                action: if last {
-                    WriteAction::Commit as i32
-                } else {
-                    WriteAction::Write as i32
-                },
-                r#ref: r#ref.clone(),
-                total,
-                expected: if last {
-                    digest.to_string()
-                } else {
-                    String::new()
-                },
-                offset,
-                data,
-                labels: if last { labels.clone() } else { HashMap::new() },
-            });
-            offset += len;
-        }
-        if reqs.is_empty() {
-            reqs.push(WriteContentRequest {
-                action: WriteAction::Commit as i32,
-                r#ref,
-                total,
-                expected: digest.to_string(),
-                offset: 0,
-                data: Vec::new(),
-                labels,
-            });
-        }
-        let stream = futures_util::stream::iter(reqs);
         let mut resp = match self
             .ctrd
             .content()
@@ -790,6 +1037,50 @@ fn add_to_index(index: &mut Index, name: &str, info: ImageInfo) {
         entry.names.push(name.to_string());
         entry.names.sort();
     }
+}
+
+/// `GET /images/{name}/history`: newest first, as Docker lists it; the top row
+/// carries the image id and tags, each row that made a layer carries its size.
+pub fn history(info: &ImageInfo) -> Vec<Value> {
+    let mut layers = info.layers.iter();
+    let mut rows: Vec<Value> = match info.config["history"].as_array() {
+        Some(h) if !h.is_empty() => h
+            .iter()
+            .map(|h| {
+                let size = if h["empty_layer"].as_bool().unwrap_or(false) {
+                    0
+                } else {
+                    layers.next().map_or(0, |l| l.size)
+                };
+                serde_json::json!({
+                    "Id": "<missing>",
+                    "Created": crate::util::unix_of(h["created"].as_str().unwrap_or("")),
+                    "CreatedBy": h["created_by"].as_str().unwrap_or(""),
+                    "Tags": null,
+                    "Size": size,
+                    "Comment": h["comment"].as_str().unwrap_or(""),
+                })
+            })
+            .collect(),
+        // No history recorded: one row per layer, all at the image's creation time.
+        _ => layers
+            .map(|l| {
+                serde_json::json!({
+                    "Id": "<missing>", "Created": info.created_unix(), "CreatedBy": "",
+                    "Tags": null, "Size": l.size, "Comment": "",
+                })
+            })
+            .collect(),
+    };
+    rows.reverse();
+    if let Some(top) = rows.first_mut() {
+        top["Id"] = Value::String(info.id.clone());
+        let tags = info.repo_tags();
+        if !tags.is_empty() {
+            top["Tags"] = serde_json::json!(tags);
+        }
+    }
+    rows
 }
 
 /// sha256 digest and size of a file, and whether it is gzip-compressed.

@@ -4,14 +4,23 @@
 #![recursion_limit = "256"]
 
 pub mod api;
+pub mod changes;
 pub mod config;
 pub mod ctrd;
 pub mod daemon;
 pub mod error;
+pub mod follow;
 pub mod images;
+pub mod import;
+pub mod listen;
 pub mod reference;
+pub mod restart;
+pub mod save;
 pub mod server;
 pub mod spec;
+pub mod stats;
+pub mod supervisor;
+pub mod top;
 pub mod util;
 
 use std::sync::Arc;
@@ -31,6 +40,8 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Supervisor(#[from] supervisor::SupervisorError),
     #[error("write pid file {path}: {source}")]
     Pidfile {
         path: String,
@@ -40,17 +51,31 @@ pub enum StartError {
 
 /// Connects to containerd, restores state, serves every socket until SIGTERM/SIGINT.
 pub async fn run(cfg: Config) -> Result<(), StartError> {
-    let sockets = cfg.sockets().map_err(StartError::Config)?;
-    let ctrd =
-        ctrd::Ctrd::connect(&cfg.containerd, &cfg.containerd_namespace, &cfg.snapshotter).await?;
+    let endpoints = listen::endpoints(&cfg).map_err(StartError::Config)?;
+    let sockets = cfg.sockets();
+    let (address, managed) = match &cfg.containerd {
+        Some(a) => (a.clone(), None),
+        None => {
+            let m = supervisor::Managed::new(&cfg)?.ensure_running().await?;
+            (m.address.clone(), Some(m))
+        }
+    };
+    let ctrd = ctrd::Ctrd::connect(&address, &cfg.containerd_namespace, &cfg.snapshotter).await?;
     let pidfile = cfg.pidfile.clone();
     let daemon = daemon::Daemon::new(cfg, ctrd).await?;
-    let mut listeners = Vec::new();
-    for s in &sockets {
-        listeners.push(server::bind(s).map_err(|source| StartError::Listen {
-            path: s.display().to_string(),
+    let mut unix = Vec::new();
+    let mut tcp = Vec::new();
+    for e in &endpoints {
+        let failed = |source| StartError::Listen {
+            path: format!("{e:?}"),
             source,
-        })?);
+        };
+        match e {
+            listen::Endpoint::Unix(p) => unix.push(server::bind(p).map_err(failed)?),
+            listen::Endpoint::Tcp { addr, tls } => {
+                tcp.push((listen::bind_tcp(*addr).map_err(failed)?, tls.clone()))
+            }
+        }
     }
     common::atomic_write(
         &pidfile,
@@ -61,10 +86,13 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         path: pidfile.display().to_string(),
         source,
     })?;
-    for l in listeners {
+    for l in unix {
         tokio::spawn(server::serve(Arc::clone(&daemon), l));
     }
-    tracing::info!(sockets = ?sockets, "engined is serving");
+    for (l, tls) in tcp {
+        tokio::spawn(listen::serve_tcp(Arc::clone(&daemon), l, tls));
+    }
+    tracing::info!(endpoints = ?endpoints, "engined is serving");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|source| StartError::Listen {
             path: "SIGTERM handler".into(),
@@ -74,7 +102,10 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
-    // Containers keep running (live restore); only our own files go.
+    daemon.shutdown().await;
+    if let Some(m) = managed {
+        m.stop().await;
+    }
     for s in &sockets {
         let _ = std::fs::remove_file(s);
     }

@@ -16,6 +16,10 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(engined::run(cfg))?;
+    // One line whatever RUST_BACKTRACE says: every StartError names its cause.
+    if let Err(e) = rt.block_on(engined::run(cfg)) {
+        eprintln!("engined: {e}");
+        std::process::exit(1);
+    }
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! The HTTP side: one hyper HTTP/1.1 connection handler per client on each Unix
-//! socket, version-prefix handling, the headers dockerd puts on every response, JSON
+//! socket (and TCP listener, see [`crate::listen`]), version-prefix handling, the headers dockerd puts on every response, JSON
 //! errors, and hijacked (101) streams for attach and exec.
 
 use std::collections::HashMap;
@@ -235,19 +235,25 @@ pub async fn serve(d: Arc<Daemon>, listener: UnixListener) {
                 continue;
             }
         };
+        tokio::spawn(serve_connection(d.clone(), stream));
+    }
+}
+
+/// Serves HTTP/1.1 (with upgrades for hijacked streams) on one accepted connection:
+/// a Unix socket, a TCP stream or a TLS session over one.
+pub async fn serve_connection<S>(d: Arc<Daemon>, stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| {
         let d = d.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let d = d.clone();
-                async move { Ok::<_, Infallible>(handle(d, req).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .with_upgrades();
-            if let Err(e) = conn.await {
-                debug!(error = %e, "connection ended with an error");
-            }
-        });
+        async move { Ok::<_, Infallible>(handle(d, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        debug!(error = %e, "connection ended with an error");
     }
 }
 

@@ -41,6 +41,12 @@ impl Containerd {
     }
 
     pub fn with_runtime(runtime: Runtime) -> Self {
+        Self::with_path_head(runtime, None)
+    }
+
+    /// With `bin` first on containerd's PATH, where it looks for shims
+    /// (`containerd-shim-<name>-<version>` for a runtime type).
+    pub fn with_path_head(runtime: Runtime, bin: Option<&Path>) -> Self {
         let dir = short_tempdir("ctd-");
         let d = dir.path();
         let address = d.join("containerd.sock");
@@ -51,6 +57,10 @@ impl Containerd {
         let log = d.join("containerd.log");
         let mut cmd = Command::new("containerd");
         cmd.arg("--config").arg(&config_path);
+        if let Some(bin) = bin {
+            let path = std::env::var("PATH").unwrap_or_default();
+            cmd.env("PATH", format!("{}:{path}", bin.display()));
+        }
         let child = spawn_logged(cmd, &log);
         let mut namespace = unique_name();
         namespace.truncate(60);

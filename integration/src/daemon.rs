@@ -44,9 +44,14 @@ pub fn short_tempdir(prefix: &str) -> tempfile::TempDir {
         .unwrap_or_else(|e| panic!("cannot create a temporary directory in /tmp: {e}"))
 }
 
-/// Spawns `cmd` with its stdout and stderr appended to `log`.
+/// Spawns `cmd` with its stdout and stderr appended to `log` (a daemon started again
+/// goes on in the same log).
 pub fn spawn_logged(mut cmd: Command, log: &Path) -> Child {
-    let out = File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
+    let out = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
     let err = out
         .try_clone()
         .unwrap_or_else(|e| panic!("dup {}: {e}", log.display()));

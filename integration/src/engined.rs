@@ -1,18 +1,22 @@
-//! engined on a private containerd 1.6 for one test, driven with the real docker CLI.
+//! engined for one test, driven with the real docker CLI: by default on its own
+//! containerd-lite (which engined starts, as dockerd starts its containerd), or on a
+//! private real containerd 1.6 ([`Engined::on_containerd_1_6`]) that finds our shim
+//! as `containerd-shim-ocirun-v2` on its PATH.
 //!
 //! engined gets its own data root, exec root, API socket, pid file and cgroup parent
-//! (`/<unique>`), and uses the containerd's unique namespace; the runc shim runs the
-//! runtime under test ([`crate::Runtime::from_env`]) as engined's default runtime.
-//! Dropping [`Engined`] removes every container, stops engined, then the containerd
-//! harness tears down its tasks, shims and mounts; the cgroup parent goes last.
+//! (`/<unique>`), and runs the runtime under test ([`crate::Runtime::from_env`]) as
+//! its default runtime. Dropping [`Engined`] removes every container, stops engined
+//! and whatever containerd runs under it, kills leftover shims, unmounts what is left
+//! under its directory and removes the cgroup parent.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use crate::containerd::Containerd;
 use crate::daemon::{
-    output_quiet, remove_cgroup_tree, report_log_if_panicking, run_in_pty, short_tempdir,
-    spawn_logged, stop_daemon, unique_name, unmount_all_under, wait_ready,
+    kill_processes_mentioning, output_quiet, remove_cgroup_tree, report_log_if_panicking,
+    run_in_pty, short_tempdir, spawn_logged, stop_daemon, unique_name, unmount_all_under,
+    wait_ready,
 };
 use crate::{COMMAND_TIMEOUT, Output, Runtime, run_with_timeout, workspace_root};
 
@@ -34,22 +38,46 @@ pub fn workspace_bin(name: &str) -> PathBuf {
 pub struct Engined {
     // Dropped after our own cleanup (fields drop in declaration order, after Drop).
     dir: tempfile::TempDir,
-    child: Child,
+    /// None between a kill9 or stop and the next spawn.
+    child: Option<Child>,
     host: String,
     cgroup_parent: String,
-    containerd: Containerd,
+    runtime: Runtime,
+    containerd: Option<Containerd>,
+    extra_args: Vec<String>,
 }
 
 impl Engined {
+    /// engined on the containerd-lite it starts itself.
     pub fn start() -> Self {
-        Self::with_runtime(Runtime::from_env())
+        Self::launch(Runtime::from_env(), None, &[])
     }
 
     pub fn with_runtime(runtime: Runtime) -> Self {
-        let containerd = Containerd::with_runtime(runtime.clone());
+        Self::launch(runtime, None, &[])
+    }
+
+    /// Like [`Self::with_runtime`], with extra engined flags (more `-H` hosts, TLS);
+    /// the Unix socket the harness talks to is always served.
+    pub fn with_args(runtime: Runtime, extra: &[&str]) -> Self {
+        Self::launch(runtime, None, extra)
+    }
+
+    /// engined with `--containerd` pointing at a private real containerd 1.6.
+    pub fn on_containerd_1_6() -> Self {
+        let bin = short_tempdir("eng-bin-");
+        let shim = workspace_bin("shim");
+        std::os::unix::fs::symlink(&shim, bin.path().join("containerd-shim-ocirun-v2"))
+            .expect("link the shim into containerd's PATH");
+        let runtime = Runtime::from_env();
+        let containerd = Containerd::with_path_head(runtime.clone(), Some(bin.path()));
+        // containerd starts shims only while it runs, so the link can go with the test.
+        std::mem::forget(bin);
+        Self::launch(runtime, Some(containerd), &[])
+    }
+
+    fn launch(runtime: Runtime, containerd: Option<Containerd>, extra: &[&str]) -> Self {
         let dir = short_tempdir("eng-");
-        let d = dir.path().to_path_buf();
-        let socket = d.join("engined.sock");
         let mut name = unique_name();
         name.truncate(60);
         let cgroup_parent = format!("/{}", name.trim_end_matches('-'));
@@ -59,52 +87,106 @@ impl Engined {
             "{} is missing: run `cargo build --workspace --bins` first",
             bin.display()
         );
-        let mut cmd = Command::new(&bin);
+        let host = format!("unix://{}", dir.path().join("engined.sock").display());
+        let mut me = Self {
+            child: None,
+            dir,
+            host,
+            cgroup_parent,
+            runtime,
+            containerd,
+            extra_args: extra.iter().map(|a| a.to_string()).collect(),
+        };
+        me.spawn();
+        me
+    }
+
+    /// Starts engined (again) with this test's flags and waits until it serves.
+    pub fn spawn(&mut self) {
+        let d = self.dir.path().to_path_buf();
+        let socket = d.join("engined.sock");
+        let mut cmd = Command::new(workspace_bin("engined"));
         cmd.arg("-H")
-            .arg(format!("unix://{}", socket.display()))
+            .arg(&self.host)
             .arg("--data-root")
             .arg(d.join("data"))
             .arg("--exec-root")
             .arg(d.join("exec"))
             .arg("--pidfile")
             .arg(d.join("engined.pid"))
-            .arg("--containerd")
-            .arg(containerd.address())
-            .arg("--containerd-namespace")
-            .arg(containerd.namespace())
             .arg("--default-runtime")
-            .arg(runtime.path())
+            .arg(self.runtime.path())
             .arg("--cgroup-parent")
-            .arg(&cgroup_parent)
-            .args(["--log-level", "debug"]);
+            .arg(&self.cgroup_parent)
+            .args(["--log-level", "debug"])
+            .args(&self.extra_args);
+        if let Some(c) = &self.containerd {
+            cmd.arg("--containerd")
+                .arg(c.address())
+                .arg("--containerd-namespace")
+                .arg(c.namespace());
+        }
         let log = d.join("engined.log");
-        let child = spawn_logged(cmd, &log);
-        let mut me = Self {
-            dir,
-            child,
-            host: format!("unix://{}", socket.display()),
-            cgroup_parent,
-            containerd,
-        };
-        let ready = {
-            let host = me.host.clone();
-            let cli = me.cli_config_dir();
-            move || {
-                socket.exists()
-                    && Command::new("docker")
-                        .arg("--host")
-                        .arg(&host)
-                        .args(["version", "--format", "{{.Server.APIVersion}}"])
-                        .env("DOCKER_CONFIG", &cli)
-                        .stdin(Stdio::null())
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .status()
-                        .is_ok_and(|s| s.success())
+        let host = self.host.clone();
+        let cli = self.cli_config_dir();
+        let child = self.child.insert(spawn_logged(cmd, &log));
+        wait_ready("engined", child, &log, move || {
+            socket.exists()
+                && Command::new("docker")
+                    .arg("--host")
+                    .arg(&host)
+                    .args(["version", "--format", "{{.Server.APIVersion}}"])
+                    .env("DOCKER_CONFIG", &cli)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+        });
+    }
+
+    /// kill -9 of engined alone: its containerd-lite, the shims and the containers
+    /// stay.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM to engined, and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop_daemon(&mut c);
+        }
+    }
+
+    /// The pid of the containerd-lite engined manages (from its pid file).
+    pub fn containerd_lite_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.dir().join("exec/containerd/containerd-lite.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
+    /// kill -9 of engined's containerd-lite (its shims and containers stay).
+    pub fn kill9_containerd_lite(&self) {
+        let pid = self
+            .containerd_lite_pid()
+            .expect("engined runs its own containerd-lite");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let proc = PathBuf::from(format!("/proc/{pid}"));
+        let deadline = std::time::Instant::now() + COMMAND_TIMEOUT;
+        while proc.exists() && std::time::Instant::now() < deadline {
+            // Gone, or a zombie until engined (its parent) reaps it.
+            let state = std::fs::read_to_string(proc.join("stat")).unwrap_or_default();
+            if state.contains(") Z ") {
+                break;
             }
-        };
-        wait_ready("engined", &mut me.child, &log, ready);
-        me
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -124,8 +206,9 @@ impl Engined {
         &self.cgroup_parent
     }
 
-    pub fn containerd(&self) -> &Containerd {
-        &self.containerd
+    /// The real containerd 1.6 under engined, if it runs on one.
+    pub fn containerd(&self) -> Option<&Containerd> {
+        self.containerd.as_ref()
     }
 
     pub fn log(&self) -> String {
@@ -193,7 +276,11 @@ impl Engined {
     }
 
     fn cleanup(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
+        if self
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        {
             let ids = output_quiet(
                 self.docker_command(&["ps", "-aq", "--no-trunc"]),
                 COMMAND_TIMEOUT,
@@ -206,7 +293,10 @@ impl Engined {
                 output_quiet(self.docker_command(&args), COMMAND_TIMEOUT);
             }
         }
-        stop_daemon(&mut self.child);
+        self.stop();
+        // engined stops its containerd-lite on SIGTERM; whatever is left (after a
+        // kill -9, or a test that failed half-way) names our directory.
+        kill_processes_mentioning(&self.dir().to_string_lossy());
         unmount_all_under(self.dir());
     }
 }

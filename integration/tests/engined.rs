@@ -1,4 +1,5 @@
-//! engined on a private containerd 1.6, driven by the real docker CLI 28: the API
+//! engined (on its own containerd-lite; one test on real containerd 1.6), driven by
+//! the real docker CLI 28: the API
 //! handshake, images, the container lifecycle, streams, exec, terminals, limits,
 //! security defaults and Docker's error messages.
 #![allow(clippy::unwrap_used, clippy::panic)]
@@ -290,12 +291,22 @@ fn engined_detached_ps_logs_stop_rm() {
     let (stamp, text) = first.split_once(' ').unwrap();
     assert!(integration::is_rfc3339(stamp), "{first}");
     assert_eq!(text, "one");
-    // The log is Docker's json-file format.
+    // The log is Docker's json-file format (stdout and stderr are copied apart, so
+    // only the order within a stream is fixed).
     let path = inspect(&e, &name, "{{.LogPath}}");
-    let line = std::fs::read_to_string(&path).unwrap();
-    let v: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
-    assert_eq!(v["log"], "one\n");
-    assert_eq!(v["stream"], "stdout");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let entries: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let first_out = entries.iter().find(|v| v["stream"] == "stdout").unwrap();
+    assert_eq!(first_out["log"], "one\n");
+    let err = entries.iter().find(|v| v["stream"] == "stderr").unwrap();
+    assert_eq!(err["log"], "two\n");
+    assert!(
+        integration::is_rfc3339(err["time"].as_str().unwrap()),
+        "{err}"
+    );
 
     // `sleep` as pid 1 ignores SIGTERM: stop waits for -t, then SIGKILLs.
     let start = Instant::now();
@@ -553,4 +564,180 @@ fn engined_errors_as_docker_prints_them() {
     badcap.assert_code(125);
     // The daemon survived all of it.
     e.run(&["--rm", BUSYBOX, "true"]).ok();
+}
+
+/// `--containerd` with real containerd 1.6: it finds our shim as
+/// `containerd-shim-ocirun-v2` on its PATH, and the shim writes the logs.
+#[test]
+fn engined_on_real_containerd_1_6() {
+    let e = Engined::on_containerd_1_6();
+    e.load_busybox();
+    let out = e.run(&[
+        "--rm",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    out.assert_code(3);
+    assert_eq!(out.stdout, "out\n");
+    assert_eq!(out.stderr, "err\n");
+    let name = unique_name();
+    e.run(&[
+        "-d",
+        "--name",
+        &name,
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo ready; sleep 1000",
+    ])
+    .ok();
+    integration::wait_for(Duration::from_secs(10), "the log line", || {
+        let l = e.docker(&["logs", &name]);
+        (l.stdout == "ready\n").then_some(())
+    });
+    let ex = e.docker(&["exec", &name, "echo", "from exec"]);
+    assert_eq!(ex.ok().stdout, "from exec\n");
+    // The task is containerd's: ctr sees it under engined's namespace.
+    let c = e.containerd().unwrap();
+    let id = e.container_id(&name);
+    assert_eq!(c.task_status(&id).as_deref(), Some("RUNNING"));
+    e.docker(&["stop", "-t", "1", &name]).ok();
+    assert_eq!(inspect(&e, &name, "{{.State.Status}}"), "exited");
+}
+
+/// An interactive shell through a terminal: the prompt shows before any newline,
+/// typed input echoes back, ^P^Q detaches and leaves the container running.
+#[test]
+fn engined_interactive_shell_and_detach_keys() {
+    use integration::console::{HostPty, read_until, type_in};
+    let e = daemon();
+    let name = unique_name();
+    let pty = HostPty::new(24, 80);
+    let mut cmd = e.docker_command(&[
+        "run",
+        "-it",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        BUSYBOX,
+        "sh",
+    ]);
+    cmd.stdin(pty.open_slave())
+        .stdout(pty.open_slave())
+        .stderr(pty.open_slave());
+    let mut child = cmd.spawn().unwrap();
+    let t = Duration::from_secs(20);
+    read_until(&pty.master, t, |s| s.contains("# "));
+    type_in(&pty.master, "echo $((6*7))\r");
+    read_until(&pty.master, t, |s| s.contains("42"));
+    type_in(&pty.master, "stty size\r");
+    read_until(&pty.master, t, |s| s.contains("24 80"));
+    type_in(&pty.master, "\x10\x11");
+    let deadline = Instant::now() + t;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the CLI did not detach");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    assert_eq!(inspect(&e, &name, "{{.State.Status}}"), "running");
+    // The session went to the log, as docker's json-file has it for a tty.
+    let logs = e.docker(&["logs", &name]);
+    assert!(logs.ok().stdout.contains("42"), "{logs}");
+}
+
+#[test]
+fn engined_logs_follow_since_until_and_rename() {
+    let e = daemon();
+    let name = unique_name();
+    e.run(&[
+        "-d",
+        "--name",
+        &name,
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo early; sleep 2; echo late; sleep 1; echo last",
+    ])
+    .ok();
+    // -f streams what comes and ends when the container does.
+    let started = Instant::now();
+    let follow = e.docker(&["logs", "-f", &name]);
+    assert_eq!(follow.ok().stdout, "early\nlate\nlast\n");
+    assert!(started.elapsed() >= Duration::from_secs(2), "{follow}");
+    let ts = e.docker(&["logs", "-t", &name]);
+    let stamps: Vec<String> = ts
+        .ok()
+        .stdout
+        .lines()
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect();
+    let late = jsonlog::parse_rfc3339_nanos(&stamps[1]).unwrap();
+    // --since the second line's time (in seconds, with nanoseconds) and --until it.
+    let at = format!("{}.{:09}", late / 1_000_000_000, late % 1_000_000_000);
+    let since = e.docker(&["logs", "--since", &at, &name]);
+    assert_eq!(since.ok().stdout, "late\nlast\n");
+    let until = e.docker(&["logs", "--until", &at, &name]);
+    assert_eq!(until.ok().stdout, "early\nlate\n");
+
+    let new = unique_name();
+    e.docker(&["rename", &name, &new]).ok();
+    assert_eq!(inspect(&e, &new, "{{.Name}}"), format!("/{new}"));
+    e.docker(&["inspect", &name]).assert_failed();
+    let other = unique_name();
+    e.run(&["--name", &other, BUSYBOX, "true"]).ok();
+    let clash = e.docker(&["rename", &other, &new]);
+    clash.assert_failed();
+    assert!(clash.stderr.contains("already in use"), "{clash}");
+}
+
+/// `stats` streams one object a second with the previous sample as precpu.
+#[test]
+fn engined_stats_stream_over_the_api() {
+    let e = daemon();
+    let name = unique_name();
+    e.run(&["-d", "--name", &name, BUSYBOX, "sleep", "1000"])
+        .ok();
+    let mut s = UnixStream::connect(e.socket()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /v1.41/containers/{name}/stats HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    let objects = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    while objects(&got).len() < 2 {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "stream ended: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let o = objects(&got);
+    assert_eq!(o[0]["name"], format!("/{name}"));
+    assert!(
+        o[1]["pids_stats"]["current"].as_u64().unwrap() >= 1,
+        "{}",
+        o[1]
+    );
+    assert_eq!(
+        o[1]["precpu_stats"]["cpu_usage"]["total_usage"],
+        o[0]["cpu_stats"]["cpu_usage"]["total_usage"]
+    );
+    assert!(
+        o[1]["memory_stats"]["usage"].as_u64().unwrap() > 0,
+        "{}",
+        o[1]
+    );
 }

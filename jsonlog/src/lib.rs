@@ -6,8 +6,12 @@
 //! engined (tokio, through `spawn_blocking` or small writes) can both use it.
 #![forbid(unsafe_code)]
 
+mod follow;
+pub use follow::Follower;
+
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -107,7 +111,10 @@ fn parse_size(v: &str) -> Option<u64> {
     Some((n * mult as f64) as u64)
 }
 
-fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> LogError + 'a {
+pub(crate) fn io_err<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> LogError + 'a {
     move |source| LogError::Io {
         op,
         path: path.to_path_buf(),
@@ -126,11 +133,7 @@ pub struct Writer {
 
 impl Writer {
     pub fn open(path: &Path, rotation: Rotation) -> Result<Self, LogError> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(io_err("open", path))?;
+        let file = open_append(path)?;
         let size = file.metadata().map_err(io_err("stat", path))?.len();
         Ok(Self {
             path: path.to_path_buf(),
@@ -175,9 +178,15 @@ impl Writer {
     fn rotate(&mut self) -> Result<(), LogError> {
         let keep = self.rotation.max_file.max(1);
         if keep == 1 {
-            self.file
-                .set_len(0)
-                .map_err(io_err("truncate", &self.path))?;
+            // A new file renamed over the old one rather than a truncation in place,
+            // so that a follower sees another inode and knows to start over.
+            let mut tmp = self.path.as_os_str().to_owned();
+            tmp.push(".new");
+            let tmp = PathBuf::from(tmp);
+            let _ = std::fs::remove_file(&tmp);
+            let file = open_append(&tmp)?;
+            std::fs::rename(&tmp, &self.path).map_err(io_err("rename", &tmp))?;
+            self.file = file;
             self.size = 0;
             return Ok(());
         }
@@ -190,14 +199,20 @@ impl Writer {
         }
         std::fs::rename(&self.path, rotated(&self.path, 1))
             .map_err(io_err("rename", &self.path))?;
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(io_err("open", &self.path))?;
+        self.file = open_append(&self.path)?;
         self.size = 0;
         Ok(())
     }
+}
+
+/// Log files are 0640, as dockerd makes them: output can hold secrets.
+fn open_append(path: &Path) -> Result<File, LogError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+        .map_err(io_err("open", path))
 }
 
 /// `<path>.<n>`.
@@ -325,7 +340,10 @@ impl LineSplitter {
         self.buf.extend_from_slice(data);
         let mut start = 0;
         while let Some(nl) = self.buf[start..].iter().position(|&c| c == b'\n') {
-            emit(&self.buf[start..start + nl + 1]);
+            // A line longer than MAX_LINE goes out in MAX_LINE pieces, its end last.
+            for piece in self.buf[start..start + nl + 1].chunks(MAX_LINE) {
+                emit(piece);
+            }
             start += nl + 1;
         }
         while self.buf.len() - start >= MAX_LINE {
@@ -335,7 +353,12 @@ impl LineSplitter {
         self.buf.drain(..start);
     }
 
-    /// Emits what is left at EOF.
+    /// Bytes of a partial line waiting for its end.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Emits what is left (at EOF, or a partial line flushed early).
     pub fn finish(&mut self, mut emit: impl FnMut(&[u8])) {
         if !self.buf.is_empty() {
             emit(&self.buf);
@@ -450,6 +473,17 @@ mod tests {
                 b"tail".to_vec()
             ]
         );
+    }
+
+    #[test]
+    fn a_long_line_goes_out_in_max_line_pieces() {
+        let mut s = LineSplitter::default();
+        let mut got: Vec<usize> = Vec::new();
+        let mut line = vec![b'x'; 2 * MAX_LINE + 5];
+        line.push(b'\n');
+        s.push(&line, |l| got.push(l.len()));
+        assert_eq!(got, [MAX_LINE, MAX_LINE, 6]);
+        assert_eq!(s.pending(), 0);
     }
 
     #[test]

@@ -1,41 +1,28 @@
 //! `jsonfile://PATH?max-size=10m&max-file=3`: the shim writes Docker's
 //! json-file log itself (one `{"log":..,"stream":..,"time":..}` object per
-//! line, RFC 3339 nano timestamps, rotation by size and count), so no daemon
-//! sits in the output path.
+//! line, RFC 3339 nano timestamps of arrival, rotation by size and count), so
+//! no daemon sits in the output path. The format and rotation are the
+//! `jsonlog` crate's, the same code engined reads the files with.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-/// Docker splits lines longer than this into partial entries.
-const MAX_ENTRY: usize = 16 * 1024;
+use jsonlog::{LineSplitter, Rotation, Stream, Writer};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+/// A partial line (no `\n` yet) waits this long for its end before it is
+/// logged alone, so that a prompt reaches whoever follows the log (attach)
+/// without waiting for a newline that may never come.
+const PARTIAL_LINE_WAIT: Duration = Duration::from_millis(50);
+
+/// On a terminal, output is keystroke echo and prompts: log it at once.
+const TTY_PARTIAL_WAIT: Duration = Duration::from_millis(2);
 
 #[derive(Debug)]
-pub struct JsonLog {
-    path: PathBuf,
-    file: File,
-    size: u64,
-    /// 0: never rotate.
-    max_size: u64,
-    /// Files kept including the live one (1: the live file is truncated).
-    max_file: u32,
-}
-
-/// Docker's size syntax: a number with an optional k/m/g suffix (powers of 1024).
-fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim().to_ascii_lowercase();
-    let s = s.strip_suffix('b').unwrap_or(&s);
-    let (num, mult) = match s.chars().last()? {
-        'k' => (&s[..s.len() - 1], 1u64 << 10),
-        'm' => (&s[..s.len() - 1], 1 << 20),
-        'g' => (&s[..s.len() - 1], 1 << 30),
-        _ => (s, 1),
-    };
-    num.trim().parse::<u64>().ok()?.checked_mul(mult)
-}
+pub struct JsonLog(Writer);
 
 fn invalid(msg: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidInput, msg)
@@ -54,96 +41,54 @@ impl JsonLog {
         if path.is_empty() {
             return Err(invalid(format!("{uri}: no path")));
         }
-        let mut max_size = 0;
-        let mut max_file = 1;
+        let (mut max_size, mut max_file) = (None, None);
         for kv in query.split('&').filter(|kv| !kv.is_empty()) {
             match kv.split_once('=') {
-                Some(("max-size", v)) => {
-                    max_size =
-                        parse_size(v).ok_or_else(|| invalid(format!("{uri}: bad max-size")))?;
-                }
-                Some(("max-file", v)) => {
-                    max_file = v
-                        .parse::<u32>()
-                        .ok()
-                        .filter(|n| *n >= 1)
-                        .ok_or_else(|| invalid(format!("{uri}: bad max-file")))?;
-                }
+                Some(("max-size", v)) => max_size = Some(v),
+                Some(("max-file", v)) => max_file = Some(v),
                 _ => return Err(invalid(format!("{uri}: unknown option {kv}"))),
             }
         }
-        let path = PathBuf::from(path);
+        let rotation =
+            Rotation::from_opts(max_size, max_file).map_err(|e| invalid(format!("{uri}: {e}")))?;
+        let path = Path::new(path);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = Self::open_file(&path)?;
-        let size = file.metadata()?.len();
-        Ok(JsonLog {
-            path,
-            file,
-            size,
-            max_size,
-            max_file,
-        })
-    }
-
-    fn open_file(path: &PathBuf) -> std::io::Result<File> {
-        OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o640)
-            .open(path)
-    }
-
-    fn rotated(&self, n: u32) -> PathBuf {
-        let mut p = self.path.clone().into_os_string();
-        p.push(format!(".{n}"));
-        PathBuf::from(p)
-    }
-
-    fn rotate(&mut self) -> std::io::Result<()> {
-        if self.max_file <= 1 {
-            self.file.set_len(0)?;
-        } else {
-            for n in (1..self.max_file - 1).rev() {
-                let _ = std::fs::rename(self.rotated(n), self.rotated(n + 1));
-            }
-            std::fs::rename(&self.path, self.rotated(1))?;
-            self.file = Self::open_file(&self.path)?;
-        }
-        self.size = 0;
-        Ok(())
-    }
-
-    /// Appends one entry (a line with its newline, or a partial line).
-    pub fn write_entry(&mut self, stream: &str, data: &[u8]) -> std::io::Result<()> {
-        let mut entry = serde_json::json!({
-            "log": String::from_utf8_lossy(data),
-            "stream": stream,
-            "time": common::rfc3339_nanos(SystemTime::now()),
-        })
-        .to_string();
-        entry.push('\n');
-        if self.max_size > 0 && self.size > 0 && self.size + entry.len() as u64 > self.max_size {
-            self.rotate()?;
-        }
-        self.file.write_all(entry.as_bytes())?;
-        self.size += entry.len() as u64;
-        Ok(())
+        Writer::open(path, rotation)
+            .map(JsonLog)
+            .map_err(|e| std::io::Error::other(e.to_string()))
     }
 }
 
-/// Splits a stream into lines and logs each; errors writing the log are
-/// reported once and the stream is still drained.
-pub fn copy(mut from: impl Read, log: Arc<Mutex<JsonLog>>, stream: &'static str) {
-    let mut pending: Vec<u8> = Vec::new();
+/// Whether more input arrives within `wait`.
+fn readable_within(from: &impl AsFd, wait: Duration) -> bool {
+    let mut fds = [PollFd::new(from.as_fd(), PollFlags::POLLIN)];
+    let ms = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
+    loop {
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) => return false,
+            Ok(_) => return true,
+            Err(nix::errno::Errno::EINTR) => continue,
+            // Let the read report it.
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Copies a process's output into the log until EOF: one entry per line,
+/// long lines split at 16 KiB as Docker does, a partial line flushed when
+/// nothing follows it for a moment (see [`PARTIAL_LINE_WAIT`]).
+pub fn copy(mut from: impl Read + AsFd, log: Arc<Mutex<JsonLog>>, stream: Stream, tty: bool) {
+    let mut splitter = LineSplitter::default();
     let mut buf = [0u8; 32 * 1024];
     let mut failed = false;
     let mut emit = |data: &[u8]| {
-        let r = log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .write_entry(stream, data);
+        let r =
+            log.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .0
+                .write(stream, data, SystemTime::now());
         if let Err(e) = r
             && !failed
         {
@@ -151,43 +96,61 @@ pub fn copy(mut from: impl Read, log: Arc<Mutex<JsonLog>>, stream: &'static str)
             tracing::warn!("writing json log: {e}");
         }
     };
+    let wait = if tty {
+        TTY_PARTIAL_WAIT
+    } else {
+        PARTIAL_LINE_WAIT
+    };
     loop {
+        if splitter.pending() > 0 && !readable_within(&from, wait) {
+            splitter.finish(&mut emit);
+        }
         let n = match from.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            // A pty master reads EIO once the last slave is closed: its EOF.
             Err(_) => break,
         };
-        pending.extend_from_slice(&buf[..n]);
-        let mut start = 0;
-        while let Some(pos) = pending[start..].iter().position(|b| *b == b'\n') {
-            for part in pending[start..start + pos + 1].chunks(MAX_ENTRY) {
-                emit(part);
-            }
-            start += pos + 1;
-        }
-        pending.drain(..start);
-        while pending.len() >= MAX_ENTRY {
-            emit(&pending[..MAX_ENTRY]);
-            pending.drain(..MAX_ENTRY);
-        }
+        splitter.push(&buf[..n], &mut emit);
     }
-    if !pending.is_empty() {
-        emit(&pending);
-    }
+    splitter.finish(&mut emit);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+
+    fn entries(path: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Feeds `chunks` through a pipe, pausing `pause` between them.
+    fn copy_chunks(uri: &str, chunks: &[&[u8]], pause: Duration, stream: Stream) {
+        let log = Arc::new(Mutex::new(JsonLog::open(uri).unwrap()));
+        let (r, mut w) = std::io::pipe().unwrap();
+        let chunks: Vec<Vec<u8>> = chunks.iter().map(|c| c.to_vec()).collect();
+        let writer = std::thread::spawn(move || {
+            for c in chunks {
+                w.write_all(&c).unwrap();
+                std::thread::sleep(pause);
+            }
+        });
+        copy(r, log, stream, false);
+        writer.join().unwrap();
+    }
 
     #[test]
-    fn sizes() {
-        assert_eq!(parse_size("10m"), Some(10 << 20));
-        assert_eq!(parse_size("1k"), Some(1024));
-        assert_eq!(parse_size("2KB"), Some(2048));
-        assert_eq!(parse_size("123"), Some(123));
-        assert_eq!(parse_size("x"), None);
+    fn bad_options_are_refused() {
+        assert!(JsonLog::open("jsonfile:///tmp/x?max-size=huge").is_err());
+        assert!(JsonLog::open("jsonfile:///tmp/x?max-file=0").is_err());
+        assert!(JsonLog::open("jsonfile:///tmp/x?color=red").is_err());
+        assert!(JsonLog::open("jsonfile://").is_err());
     }
 
     #[test]
@@ -195,18 +158,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.log");
         let uri = format!("jsonfile://{}?max-size=200&max-file=3", path.display());
-        let log = Arc::new(Mutex::new(JsonLog::open(&uri).unwrap()));
         let text: String = (0..100).map(|i| format!("line {i}\n")).collect();
-        copy(text.as_bytes(), log, "stdout");
-        assert!(path.exists());
+        copy_chunks(&uri, &[text.as_bytes()], Duration::ZERO, Stream::Stdout);
         assert!(dir.path().join("c.log.1").exists());
         assert!(dir.path().join("c.log.2").exists());
         assert!(!dir.path().join("c.log.3").exists());
-        let live = std::fs::read_to_string(&path).unwrap();
-        let last: serde_json::Value = serde_json::from_str(live.lines().last().unwrap()).unwrap();
+        let last = entries(&path).pop().unwrap();
         assert_eq!(last["log"], "line 99\n");
         assert_eq!(last["stream"], "stdout");
-        assert!(last["time"].as_str().unwrap().ends_with('Z'));
+        let time = last["time"].as_str().unwrap();
+        assert!(
+            jsonlog::parse_rfc3339_nanos(time).is_some() && time.len() == 30,
+            "not RFC 3339 with nanoseconds: {time}"
+        );
         for f in ["c.log", "c.log.1", "c.log.2"] {
             let len = std::fs::metadata(dir.path().join(f)).unwrap().len();
             assert!(len <= 200, "{f} is {len} bytes");
@@ -217,21 +181,49 @@ mod tests {
     fn long_lines_are_split_and_tail_kept() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.log");
-        let log = Arc::new(Mutex::new(
-            JsonLog::open(&format!("jsonfile://{}", path.display())).unwrap(),
-        ));
-        let mut text = vec![b'a'; MAX_ENTRY + 10];
+        let mut text = vec![b'a'; jsonlog::MAX_LINE + 10];
         text.extend_from_slice(b"\nno-newline");
-        copy(&text[..], log, "stderr");
-        let entries: Vec<serde_json::Value> = std::fs::read_to_string(&path)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let uri = format!("jsonfile://{}", path.display());
+        copy_chunks(&uri, &[&text], Duration::ZERO, Stream::Stderr);
+        let entries = entries(&path);
         assert_eq!(entries.len(), 3);
-        assert_eq!(entries[0]["log"].as_str().unwrap().len(), MAX_ENTRY);
+        assert_eq!(entries[0]["log"].as_str().unwrap().len(), jsonlog::MAX_LINE);
         assert_eq!(entries[1]["log"], "aaaaaaaaaa\n");
         assert_eq!(entries[2]["log"], "no-newline");
         assert_eq!(entries[2]["stream"], "stderr");
+    }
+
+    #[test]
+    fn a_partial_line_is_logged_when_nothing_follows_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let uri = format!("jsonfile://{}", path.display());
+        // A prompt, then the rest of the line much later; and a line written in
+        // two quick pieces, which stays one entry.
+        copy_chunks(
+            &uri,
+            &[b"Name? ", b"bob\n", b"a", b"b\n"],
+            Duration::from_millis(300),
+            Stream::Stdout,
+        );
+        let logs: Vec<String> = entries(&path)
+            .iter()
+            .map(|e| e["log"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(logs, ["Name? ", "bob\n", "a", "b\n"]);
+
+        let path = dir.path().join("quick.log");
+        let uri = format!("jsonfile://{}", path.display());
+        copy_chunks(
+            &uri,
+            &[b"half ", b"line\n"],
+            Duration::from_millis(1),
+            Stream::Stdout,
+        );
+        let logs: Vec<String> = entries(&path)
+            .iter()
+            .map(|e| e["log"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(logs, ["half line\n"]);
     }
 }

@@ -38,9 +38,42 @@ pub struct StdioPaths {
 /// waiting until output is drained before Delete answers.
 #[derive(Debug, Default)]
 pub struct ProcIo {
-    stdin: Arc<Mutex<Option<File>>>,
+    stdin: Arc<StdinSink>,
     console: Option<File>,
     copiers: Vec<JoinHandle<()>>,
+}
+
+/// The write end of a process's stdin (a pipe, or the pty master), shared by
+/// the thread that feeds it and CloseIO.
+#[derive(Debug, Default)]
+struct StdinSink {
+    file: Mutex<Option<File>>,
+    /// CloseIO asked for EOF: the feeding thread forwards what its source
+    /// already holds (a client writes, then closes), then closes.
+    closing: std::sync::atomic::AtomicBool,
+    /// The feeding thread runs; when it does not, CloseIO closes at once.
+    fed: std::sync::atomic::AtomicBool,
+}
+
+impl StdinSink {
+    fn new(file: File) -> Arc<Self> {
+        Arc::new(Self {
+            file: Mutex::new(Some(file)),
+            ..Default::default()
+        })
+    }
+
+    fn close_now(&self) {
+        self.file.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// Closes once the source's pending input is forwarded.
+    fn close_after_pending(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        if !self.fed.load(Ordering::SeqCst) {
+            self.close_now();
+        }
+    }
 }
 
 /// Stdio prepared before the runtime runs; `finish` completes it afterwards.
@@ -245,38 +278,69 @@ fn copy_to_fifo(from: &mut (impl Read + AsFd), path: &str) {
     }
 }
 
-/// Feeds the stdin source into the shared writer, closing it at EOF unless
-/// CloseIO got there first.
-fn pump_stdin(source: String, sink: Arc<Mutex<Option<File>>>) {
-    let Ok(mut src) = File::open(&source) else {
+/// `fifo+keep://PATH`: a stdin FIFO that the shim also holds open for writing,
+/// so its writer going away (a daemon restarting) is no EOF and a new writer can
+/// take over; only CloseIO closes the process's stdin. A plain path is a FIFO
+/// whose EOF closes it, as containerd's shims do.
+pub const KEEP_STDIN_SCHEME: &str = "fifo+keep://";
+
+/// How often the feeding thread looks whether CloseIO asked for EOF.
+const CLOSE_CHECK: Duration = Duration::from_millis(100);
+
+/// Feeds the stdin source into the process, closing its stdin at EOF or, after
+/// what the source holds is forwarded, when CloseIO asks.
+fn pump_stdin(source: String, sink: Arc<StdinSink>) {
+    feed_stdin(&source, &sink);
+    sink.fed.store(false, Ordering::SeqCst);
+    sink.close_now();
+}
+
+fn feed_stdin(source: &str, sink: &StdinSink) {
+    let (path, keep) = match source.strip_prefix(KEEP_STDIN_SCHEME) {
+        Some(p) => (p, true),
+        None => (source, false),
+    };
+    // Blocks until the client opens its end (unless kept): a CloseIO meanwhile
+    // closes at once, as nothing can be pending.
+    let Ok(mut src) = OpenOptions::new().read(true).write(keep).open(path) else {
         return;
     };
+    sink.fed.store(true, Ordering::SeqCst);
     let mut buf = [0u8; 32 * 1024];
     loop {
+        let closing = sink.closing.load(Ordering::SeqCst);
+        let wait = if closing { Duration::ZERO } else { CLOSE_CHECK };
+        let mut fds = [PollFd::new(src.as_fd(), PollFlags::POLLIN)];
+        let ms = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) if closing => return,
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(_) => return,
+        }
         let n = match src.read(&mut buf) {
-            Ok(0) | Err(_) => break,
+            Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        let mut guard = sink.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = sink.file.lock().unwrap_or_else(|p| p.into_inner());
         let Some(w) = guard.as_mut() else { return };
         if w.write_all(&buf[..n]).is_err() {
             return;
         }
     }
-    sink.lock().unwrap_or_else(|p| p.into_inner()).take();
 }
 
 /// Where one output stream goes.
 enum Sink {
     Uri(String),
-    Json(Arc<Mutex<JsonLog>>, &'static str),
+    Json(Arc<Mutex<JsonLog>>, ::jsonlog::Stream),
 }
 
 impl Sink {
-    fn copy(self, from: impl Read + AsFd) {
+    fn copy(self, from: impl Read + AsFd, tty: bool) {
         match self {
             Sink::Uri(uri) => copy_out(from, &uri),
-            Sink::Json(log, stream) => jsonlog::copy(from, log, stream),
+            Sink::Json(log, stream) => jsonlog::copy(from, log, stream, tty),
         }
     }
 }
@@ -289,7 +353,7 @@ fn sinks(paths: &StdioPaths) -> Result<(Option<Sink>, Option<Sink>)> {
             .map_err(|e| ShimError::InvalidArgument(format!("opening {uri}: {e}")))
     };
     let mut shared: Option<Arc<Mutex<JsonLog>>> = None;
-    let mut sink = |uri: &str, stream: &'static str| -> Result<Option<Sink>> {
+    let mut sink = |uri: &str, stream: ::jsonlog::Stream| -> Result<Option<Sink>> {
         if uri.is_empty() {
             return Ok(None);
         }
@@ -306,11 +370,11 @@ fn sinks(paths: &StdioPaths) -> Result<(Option<Sink>, Option<Sink>)> {
         };
         Ok(Some(Sink::Json(log, stream)))
     };
-    let out = sink(&paths.stdout, "stdout")?;
+    let out = sink(&paths.stdout, ::jsonlog::Stream::Stdout)?;
     let err = if paths.terminal {
         None
     } else {
-        sink(&paths.stderr, "stderr")?
+        sink(&paths.stderr, ::jsonlog::Stream::Stderr)?
     };
     Ok((out, err))
 }
@@ -464,7 +528,7 @@ pub fn prepare(paths: &StdioPaths, id: &str, namespace: &str) -> Result<Prepared
     if !paths.stdin.is_empty() {
         let (r, w) = std::io::pipe().map_err(|e| ShimError::sys("pipe", e))?;
         prepared.child.stdin = r.into();
-        let sink = Arc::new(Mutex::new(Some(File::from(std::os::fd::OwnedFd::from(w)))));
+        let sink = StdinSink::new(File::from(std::os::fd::OwnedFd::from(w)));
         prepared.io.stdin = sink.clone();
         let source = paths.stdin.clone();
         prepared
@@ -490,7 +554,7 @@ pub fn prepare(paths: &StdioPaths, id: &str, namespace: &str) -> Result<Prepared
         } else {
             prepared.child.stderr = w.into();
         }
-        let h = spawn_copy("output", move || sink.copy(r))?;
+        let h = spawn_copy("output", move || sink.copy(r, false))?;
         // Only stdout/stderr copies are awaited before Delete answers.
         prepared.io.copiers.push(h);
     }
@@ -546,7 +610,7 @@ impl Prepared {
             let w = master
                 .try_clone()
                 .map_err(|e| ShimError::sys("dup pty master", e))?;
-            let sink = Arc::new(Mutex::new(Some(w)));
+            let sink = StdinSink::new(w);
             io.stdin = sink.clone();
             let source = self.paths.stdin.clone();
             io.copiers
@@ -556,7 +620,8 @@ impl Prepared {
             let r = master
                 .try_clone()
                 .map_err(|e| ShimError::sys("dup pty master", e))?;
-            io.copiers.push(spawn_copy("output", move || sink.copy(r))?);
+            io.copiers
+                .push(spawn_copy("output", move || sink.copy(r, true))?);
         }
         io.console = Some(master);
         Ok(io)
@@ -564,8 +629,9 @@ impl Prepared {
 }
 
 impl ProcIo {
+    /// CloseIO: EOF for the process once the input already sent is forwarded.
     pub fn close_stdin(&self) {
-        self.stdin.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.stdin.close_after_pending();
     }
 
     pub fn resize(&self, width: u32, height: u32) -> Result<()> {
@@ -597,7 +663,7 @@ impl ProcIo {
             std::thread::sleep(Duration::from_millis(5));
         }
         self.console = None;
-        self.close_stdin();
+        self.stdin.close_now();
     }
 }
 

@@ -1,10 +1,13 @@
 //! `enginebench [--iterations N] [--warmup N] [--engined PATH] [--runtime PATH]`:
-//! wall time of `docker run --rm --network none busybox true` (the real docker CLI)
-//! against engined on a private containerd 1.6, and against a private dockerd 20.10
-//! (with its own containerd), same image, same runtime (runc unless `--runtime`).
+//! the real docker CLI against engined (on the containerd-lite it starts itself,
+//! running ocirun) and against a private dockerd 20.10 (with its own containerd,
+//! running runc), same image; `--runtime PATH` gives both the same runtime.
 //!
-//! Runs alternate between the two daemons, every exit status is checked, and both
-//! daemons, their containers, mounts and cgroups are removed at the end.
+//! Measured: idle memory (USS of the daemons), `docker run --rm --network none
+//! busybox true` (runs alternate between the daemons), 50 sequential `docker run
+//! -d`, `docker ps` with 100 containers running, `docker logs` of 10k lines.
+//! Every exit status is checked, and both daemons, their containers, mounts and
+//! cgroups are removed at the end.
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
@@ -21,7 +24,8 @@ struct Opts {
     iterations: usize,
     warmup: usize,
     engined: PathBuf,
-    runtime: String,
+    /// Both daemons' runtime, when given; else each its own default.
+    runtime: Option<String>,
 }
 
 fn parse_args() -> Result<Opts> {
@@ -32,7 +36,7 @@ fn parse_args() -> Result<Opts> {
             .parent()
             .map(|p| p.join("engined"))
             .unwrap_or_else(|| PathBuf::from("engined")),
-        runtime: "runc".into(),
+        runtime: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -44,7 +48,7 @@ fn parse_args() -> Result<Opts> {
             "--iterations" | "-n" => opts.iterations = value()?.parse()?,
             "--warmup" => opts.warmup = value()?.parse()?,
             "--engined" => opts.engined = value()?.into(),
-            "--runtime" => opts.runtime = value()?,
+            "--runtime" => opts.runtime = Some(value()?),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -65,6 +69,52 @@ struct Daemon {
     host: String,
     children: Vec<Child>,
     cgroup_parent: String,
+    /// Where the pid of its containerd is written, if it is not one of `children`.
+    containerd_pidfile: Option<PathBuf>,
+}
+
+impl Daemon {
+    /// The daemon and its containerd (not the shims).
+    fn pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self.children.iter().map(Child::id).collect();
+        if let Some(p) = &self.containerd_pidfile
+            && let Some(pid) = std::fs::read_to_string(p)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+        {
+            pids.push(pid);
+        }
+        // dockerd's own containerd is its child.
+        for &parent in pids.clone().iter() {
+            pids.extend(children_of(parent).into_iter().filter(|c| {
+                std::fs::read_to_string(format!("/proc/{c}/comm"))
+                    .is_ok_and(|n| n.trim() == "containerd")
+            }));
+        }
+        pids
+    }
+}
+
+fn children_of(parent: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Private memory (Private_Clean + Private_Dirty of smaps_rollup) in KiB.
+fn uss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("Private_Clean:") || l.starts_with("Private_Dirty:"))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .sum()
 }
 
 fn spawn(mut cmd: Command, log: &Path) -> Result<Child> {
@@ -112,21 +162,7 @@ fn wait_ready(host: &str, cfg: &Path, child: &mut Child, log: &Path) -> Result<(
 }
 
 fn start_engined(dir: &Path, opts: &Opts, cfg: &Path) -> Result<Daemon> {
-    let ctd = dir.join("ctd");
-    std::fs::create_dir_all(&ctd)?;
-    std::fs::write(
-        ctd.join("config.toml"),
-        testkit::engine::containerd_config(&ctd),
-    )?;
-    let mut c = Command::new("containerd");
-    c.arg("--config").arg(ctd.join("config.toml"));
-    let containerd = spawn(c, &ctd.join("containerd.log"))?;
-    let sock = ctd.join("containerd.sock");
-    let start = Instant::now();
-    while !sock.exists() && start.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let ns = format!("enginebench-{}", std::process::id());
+    let parent = format!("/enginebench-{}", std::process::id());
     let host = format!("unix://{}", dir.join("engined.sock").display());
     let mut e = Command::new(&opts.engined);
     e.arg("-H")
@@ -137,23 +173,21 @@ fn start_engined(dir: &Path, opts: &Opts, cfg: &Path) -> Result<Daemon> {
         .arg(dir.join("eexec"))
         .arg("--pidfile")
         .arg(dir.join("engined.pid"))
-        .arg("--containerd")
-        .arg(&sock)
-        .arg("--containerd-namespace")
-        .arg(&ns)
-        .arg("--default-runtime")
-        .arg(&opts.runtime)
         .arg("--cgroup-parent")
-        .arg(format!("/{ns}"))
+        .arg(&parent)
         .args(["--log-level", "warn"]);
+    if let Some(rt) = &opts.runtime {
+        e.arg("--default-runtime").arg(rt);
+    }
     let log = dir.join("engined.log");
     let mut engined = spawn(e, &log)?;
     wait_ready(&host, cfg, &mut engined, &log)?;
     Ok(Daemon {
-        name: "engined + containerd 1.6",
+        name: "engined + containerd-lite",
         host,
-        children: vec![engined, containerd],
-        cgroup_parent: format!("/{ns}"),
+        children: vec![engined],
+        cgroup_parent: parent,
+        containerd_pidfile: Some(dir.join("eexec/containerd/containerd-lite.pid")),
     })
 }
 
@@ -185,11 +219,13 @@ fn start_dockerd(dir: &Path, opts: &Opts, cfg: &Path) -> Result<Daemon> {
             "--exec-opt=native.cgroupdriver=cgroupfs",
         ])
         .arg("--cgroup-parent")
-        .arg(&parent)
-        .arg("--add-runtime")
-        .arg(format!("benchrt={}", opts.runtime))
-        .arg("--default-runtime")
-        .arg("benchrt");
+        .arg(&parent);
+    if let Some(rt) = &opts.runtime {
+        c.arg("--add-runtime")
+            .arg(format!("benchrt={rt}"))
+            .arg("--default-runtime")
+            .arg("benchrt");
+    }
     let log = d.join("dockerd.log");
     let mut child = spawn(c, &log)?;
     wait_ready(&host, cfg, &mut child, &log)?;
@@ -198,6 +234,7 @@ fn start_dockerd(dir: &Path, opts: &Opts, cfg: &Path) -> Result<Daemon> {
         host,
         children: vec![child],
         cgroup_parent: parent,
+        containerd_pidfile: None,
     })
 }
 
@@ -273,6 +310,91 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Runs `docker ARGS` against `d`, failing on a non-zero exit; returns stdout.
+fn must(d: &Daemon, cfg: &Path, args: &[&str]) -> Result<String> {
+    let out = docker(&d.host, cfg, args).output()?;
+    if !out.status.success() {
+        bail!(
+            "{}: docker {} failed: {}",
+            d.name,
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn timed(d: &Daemon, cfg: &Path, args: &[&str]) -> Result<f64> {
+    let t = Instant::now();
+    must(d, cfg, args)?;
+    Ok(t.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// What one daemon measured, besides `run --rm`.
+#[derive(Debug, Default)]
+struct Figures {
+    idle_uss_kib: u64,
+    run_d_50_ms: f64,
+    ps_100_ms: f64,
+    logs_10k_ms: f64,
+    busy_uss_kib: u64,
+}
+
+const DETACHED: usize = 50;
+const RUNNING: usize = 100;
+
+fn measure(d: &Daemon, cfg: &Path) -> Result<Figures> {
+    let mut f = Figures {
+        idle_uss_kib: d.pids().iter().map(|p| uss_kib(*p)).sum(),
+        ..Default::default()
+    };
+    let run_d = ["run", "-d", "--network", "none", "busybox", "sleep", "1000"];
+    let t = Instant::now();
+    for _ in 0..DETACHED {
+        must(d, cfg, &run_d)?;
+    }
+    f.run_d_50_ms = t.elapsed().as_secs_f64() * 1000.0;
+    for _ in DETACHED..RUNNING {
+        must(d, cfg, &run_d)?;
+    }
+    let running = must(d, cfg, &["ps", "-q"])?.lines().count();
+    if running != RUNNING {
+        bail!("{}: {running} containers running, not {RUNNING}", d.name);
+    }
+    let mut ps = Vec::new();
+    for _ in 0..10 {
+        ps.push(timed(d, cfg, &["ps"])?);
+    }
+    f.ps_100_ms = median(ps);
+    f.busy_uss_kib = d.pids().iter().map(|p| uss_kib(*p)).sum();
+    let name = "enginebench-logs";
+    must(
+        d,
+        cfg,
+        &[
+            "run",
+            "--name",
+            name,
+            "--network",
+            "none",
+            "busybox",
+            "seq",
+            "1",
+            "10000",
+        ],
+    )?;
+    let lines = must(d, cfg, &["logs", name])?.lines().count();
+    if lines != 10_000 {
+        bail!("{}: docker logs gave {lines} lines, not 10000", d.name);
+    }
+    let mut logs = Vec::new();
+    for _ in 0..10 {
+        logs.push(timed(d, cfg, &["logs", name])?);
+    }
+    f.logs_10k_ms = median(logs);
+    Ok(f)
+}
+
 fn run(opts: &Opts) -> Result<()> {
     let tmp = tempfile::Builder::new()
         .prefix("engb-")
@@ -283,47 +405,33 @@ fn run(opts: &Opts) -> Result<()> {
     let image = testkit::image::busybox_image()?;
     testkit::image::write_docker_archive(&image, &tar)?;
     let mut daemons = Vec::new();
-    let result = (|| -> Result<Vec<(String, Vec<f64>)>> {
+    let result = (|| -> Result<Vec<(String, Vec<f64>, Figures)>> {
         daemons.push(start_engined(dir, opts, &cfg)?);
         daemons.push(start_dockerd(dir, opts, &cfg)?);
         for d in &daemons {
-            let out = docker(&d.host, &cfg, &["load", "-i", &tar.to_string_lossy()]).output()?;
-            if !out.status.success() {
-                bail!(
-                    "{}: docker load failed: {}",
-                    d.name,
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
+            must(d, &cfg, &["load", "-i", &tar.to_string_lossy()])?;
         }
+        // Idle: a moment after the load, nothing running.
+        std::thread::sleep(Duration::from_secs(2));
         let mut times: Vec<Vec<f64>> = vec![Vec::new(); daemons.len()];
         for i in 0..opts.warmup + opts.iterations {
             for (k, d) in daemons.iter().enumerate() {
-                let t = Instant::now();
-                let out = docker(
-                    &d.host,
+                let ms = timed(
+                    d,
                     &cfg,
                     &["run", "--rm", "--network", "none", "busybox", "true"],
-                )
-                .output()?;
-                let ms = t.elapsed().as_secs_f64() * 1000.0;
-                if !out.status.success() {
-                    bail!(
-                        "{}: docker run failed: {}",
-                        d.name,
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                }
+                )?;
                 if i >= opts.warmup {
                     times[k].push(ms);
                 }
             }
         }
-        Ok(daemons
-            .iter()
-            .zip(times)
-            .map(|(d, t)| (d.name.to_string(), t))
-            .collect())
+        let mut rows = Vec::new();
+        for (d, t) in daemons.iter().zip(times) {
+            let f = measure(d, &cfg)?;
+            rows.push((d.name.to_string(), t, f));
+        }
+        Ok(rows)
     })();
     for d in &mut daemons {
         stop(d, &cfg, dir);
@@ -331,21 +439,42 @@ fn run(opts: &Opts) -> Result<()> {
     unmount_under(dir);
     let rows = result?;
     println!(
-        "docker run --rm --network none busybox true (docker CLI 28, runtime {}), {} runs each:",
-        opts.runtime, opts.iterations
+        "docker CLI 28 against engined and dockerd (runtime: {}), medians:",
+        opts.runtime
+            .as_deref()
+            .unwrap_or("each its default, ocirun for engined and runc for dockerd")
     );
-    for (name, t) in &rows {
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    for (name, t, f) in &rows {
         let min = t.iter().copied().fold(f64::INFINITY, f64::min);
+        println!("  {name}:");
         println!(
-            "  {name:<28} median {:7.1} ms   min {:7.1} ms",
+            "    run --rm busybox true   {:7.1} ms (min {:.1}, {} runs)",
             median(t.clone()),
-            min
+            min,
+            t.len()
+        );
+        println!(
+            "    {DETACHED} x run -d (sequential) {:7.0} ms",
+            f.run_d_50_ms
+        );
+        println!("    ps with {RUNNING} running      {:7.1} ms", f.ps_100_ms);
+        println!("    logs of 10k lines       {:7.1} ms", f.logs_10k_ms);
+        println!(
+            "    USS idle {:.1} MiB, with {RUNNING} running {:.1} MiB (daemon + containerd)",
+            mib(f.idle_uss_kib),
+            mib(f.busy_uss_kib)
         );
     }
-    if let [(_, e), (_, d)] = rows.as_slice() {
+    if let [(_, et, e), (_, dt, d)] = rows.as_slice() {
+        println!("  engined / dockerd:");
         println!(
-            "  engined / dockerd: {:.2}",
-            median(e.clone()) / median(d.clone())
+            "    run --rm {:.2}   50 x run -d {:.2}   ps {:.2}   logs {:.2}   idle USS {:.2}",
+            median(et.clone()) / median(dt.clone()),
+            e.run_d_50_ms / d.run_d_50_ms,
+            e.ps_100_ms / d.ps_100_ms,
+            e.logs_10k_ms / d.logs_10k_ms,
+            e.idle_uss_kib as f64 / d.idle_uss_kib.max(1) as f64
         );
     }
     Ok(())
