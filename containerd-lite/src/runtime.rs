@@ -8,6 +8,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use containerd_grpc::prost_types;
 use proto::protobuf::{Message, MessageField};
@@ -440,19 +441,7 @@ impl TaskManager {
                     remove_bundle(&bundle);
                     continue;
                 };
-                let live = proto::ttrpc::Client::connect(address.trim())
-                    .ok()
-                    .map(TaskClient::new)
-                    .filter(|c| {
-                        c.connect(
-                            ctx(5_000_000_000),
-                            &proto::shim::ConnectRequest {
-                                id: id.clone(),
-                                ..Default::default()
-                            },
-                        )
-                        .is_ok()
-                    });
+                let live = reconnect(address.trim(), &id, &bundle);
                 let conn = match live {
                     Some(c) => {
                         tracing::info!(address = %address.trim(), "reconnected to shim");
@@ -494,6 +483,56 @@ impl TaskManager {
             }
         }
     }
+}
+
+/// How long a shim whose process still runs may take to answer at start-up
+/// before it counts as gone: `shim delete` would kill its container, so a shim
+/// that is only slow (a loaded host) must not be taken for a dead one.
+const LIVE_SHIM_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Connects to the shim of a bundle found at start-up, retrying while its process
+/// (`shim.pid` in the bundle) is alive.
+fn reconnect(address: &str, id: &str, bundle: &Path) -> Option<TaskClient> {
+    let deadline = Instant::now() + LIVE_SHIM_PATIENCE;
+    loop {
+        let client = proto::ttrpc::Client::connect(address)
+            .ok()
+            .map(TaskClient::new)
+            .filter(|c| {
+                c.connect(
+                    ctx(5_000_000_000),
+                    &proto::shim::ConnectRequest {
+                        id: id.to_string(),
+                        ..Default::default()
+                    },
+                )
+                .is_ok()
+            });
+        if client.is_some() {
+            return client;
+        }
+        if !shim_process_alive(bundle) || Instant::now() >= deadline {
+            return None;
+        }
+        tracing::info!("the shim runs but does not answer yet: retrying");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Whether the process in the bundle's `shim.pid` exists and is not a zombie.
+fn shim_process_alive(bundle: &Path) -> bool {
+    let Some(pid) = std::fs::read_to_string(bundle.join("shim.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .filter(|p| *p > 0)
+    else {
+        return false;
+    };
+    // The state is the field after the parenthesised command name.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|st| st.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+        .unwrap_or(false)
 }
 
 /// Removes a bundle, never through a rootfs that is still mounted (that would delete

@@ -259,20 +259,54 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Self {
+        Self::start_with_htpasswd(None)
+    }
+
+    /// A registry that wants basic auth checked against `htpasswd` (the file's text:
+    /// `user:bcrypt-hash` lines, the only hash docker-registry accepts).
+    pub fn start_with_htpasswd(htpasswd: Option<&str>) -> Self {
+        Self::start_with(|dir| {
+            let Some(entries) = htpasswd else {
+                return String::new();
+            };
+            let file = dir.join("htpasswd");
+            std::fs::write(&file, entries).expect("write htpasswd");
+            format!(
+                "auth:\n  htpasswd:\n    realm: test-registry\n    path: {}\n",
+                file.display()
+            )
+        })
+    }
+
+    /// A registry that wants bearer tokens from `tokens` (the distribution token
+    /// protocol), trusting its certificate.
+    pub fn start_with_token(tokens: &crate::token_auth::TokenServer) -> Self {
+        Self::start_with(|_| {
+            format!(
+                "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                tokens.realm(),
+                crate::token_auth::SERVICE,
+                crate::token_auth::ISSUER,
+                tokens.cert().display()
+            )
+        })
+    }
+
+    /// `auth` writes what it needs in the registry's dir and returns the config's
+    /// `auth:` section (empty for none).
+    fn start_with(auth: impl FnOnce(&Path) -> String) -> Self {
         let dir = short_tempdir("reg-");
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free loopback port");
         let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .expect("write registry config");
+        let mut text = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        text.push_str(&auth(dir.path()));
+        std::fs::write(&config, text).expect("write registry config");
         let log = dir.path().join("registry.log");
         let mut cmd = Command::new("docker-registry");
         cmd.arg("serve").arg(&config);

@@ -20,6 +20,7 @@ pub mod containerd_lite;
 pub mod daemon;
 pub mod dockerd;
 pub mod engined;
+pub mod token_auth;
 
 use std::ffi::OsStr;
 use std::fs::{self, File};

@@ -1124,12 +1124,14 @@ fn ttrpc_jsonfile_log_is_written_by_the_shim_with_rotation() {
 /// A stand-in for containerd's publish binary: fails its first call (the
 /// daemon is "down"), then records each event's arguments and payload. The
 /// `.args` file appears (renamed into place) only once both are complete.
+/// With a `.slow` file in the events dir each call takes 0.4 s (a busy daemon).
 fn fake_publisher(dir: &Path) -> PathBuf {
     let script = dir.join("publish.sh");
     let events = dir.join("events");
     fs::create_dir_all(&events).expect("events dir");
     let text = format!(
         "#!/bin/sh\nd={ev}\nif [ ! -e $d/.up ]; then touch $d/.up; cat >/dev/null; exit 1; fi\n\
+         if [ -e $d/.slow ]; then sleep 0.4; fi\n\
          n=$(ls $d | wc -l)\nn=$(printf %03d $n)\necho \"$@\" > $d/.$n.tmp\ncat > $d/$n.bin\n\
          mv $d/.$n.tmp $d/$n.args\n",
         ev = events.display()
@@ -1679,4 +1681,756 @@ fn ttrpc_terminal_with_a_binary_logger_is_refused_clearly() {
             ..Default::default()
         },
     );
+}
+
+// ---- exec, tty, pause/resume, update, pids, a client killed, leftovers -----
+
+fn state_of(client: &TaskClient, id: &str, exec_id: &str) -> StateResponse {
+    client
+        .state(
+            ctx(),
+            &StateRequest {
+                id: id.into(),
+                exec_id: exec_id.into(),
+                ..Default::default()
+            },
+        )
+        .expect("State")
+}
+
+fn wait_exec(client: &TaskClient, id: &str, exec_id: &str) -> WaitResponse {
+    client
+        .wait(
+            ctx(),
+            &WaitRequest {
+                id: id.into(),
+                exec_id: exec_id.into(),
+                ..Default::default()
+            },
+        )
+        .expect("Wait")
+}
+
+/// The container's own process (user, env, cwd, capabilities) running `args`,
+/// as the runtime-spec Process containerd sends with Exec.
+fn exec_spec(tc: &TestContainer, args: &[&str], terminal: bool) -> MessageField<Any> {
+    let mut p = tc.bundle.config["process"].clone();
+    p["args"] = json!(args);
+    p["terminal"] = json!(terminal);
+    MessageField::some(Any {
+        type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+        value: serde_json::to_vec(&p).expect("process JSON"),
+        ..Default::default()
+    })
+}
+
+fn file_uri(p: &Path) -> String {
+    format!("file://{}", p.display())
+}
+
+/// The decoded payload of the first event published on `topic`.
+fn event_of<M: Message>(events: &Path, topic: &str, type_url: &str) -> M {
+    let path = event_payload(events, topic).unwrap_or_else(|| panic!("no {topic} event"));
+    let any = Any::parse_from_bytes(&fs::read(&path).expect("payload")).expect("an Any");
+    assert_eq!(any.type_url, type_url);
+    M::parse_from_bytes(&any.value).expect("event message")
+}
+
+#[test]
+fn ttrpc_exec_reports_output_exit_code_and_events() {
+    let rt = Runtime::from_env();
+    let tc = TestContainer::new(&["sleep", "1000"]);
+    tc.save();
+    let (shim, events) = shim_with_publisher(&tc);
+    let client = connect(&shim.address);
+    let init_pid = client
+        .create(ctx(), &create_request(&tc, rt.path(), "", ""))
+        .expect("Create")
+        .pid;
+    start_init(&client, &tc.id);
+    let out = tc.bundle_dir().join("exec.out");
+    let err = tc.bundle_dir().join("exec.err");
+    client
+        .exec(
+            ctx(),
+            &ExecProcessRequest {
+                id: tc.id.clone(),
+                exec_id: "e1".into(),
+                stdout: file_uri(&out),
+                stderr: file_uri(&err),
+                spec: exec_spec(
+                    &tc,
+                    &["sh", "-c", "echo exec-out; echo exec-err >&2; exit 4"],
+                    false,
+                ),
+                ..Default::default()
+            },
+        )
+        .expect("Exec");
+    // Added, not started: no process yet.
+    let added = state_of(&client, &tc.id, "e1");
+    assert_eq!(added.status.enum_value(), Ok(Status::CREATED));
+    assert_eq!(added.pid, 0);
+    let started = client
+        .start(
+            ctx(),
+            &StartRequest {
+                id: tc.id.clone(),
+                exec_id: "e1".into(),
+                ..Default::default()
+            },
+        )
+        .expect("Start exec");
+    assert!(
+        started.pid > 0 && started.pid != init_pid,
+        "{started:?} (init {init_pid})"
+    );
+    assert_eq!(wait_exec(&client, &tc.id, "e1").exit_status, 4);
+    let st = state_of(&client, &tc.id, "e1");
+    assert_eq!(st.status.enum_value(), Ok(Status::STOPPED));
+    assert_eq!((st.pid, st.exit_status), (started.pid, 4));
+    let record: serde_json::Value =
+        serde_json::from_slice(&fs::read(tc.bundle_dir().join("exec-e1.exit")).expect("exit file"))
+            .expect("JSON");
+    assert_eq!(record["exit_status"], json!(4));
+    assert_eq!(record["pid"], json!(started.pid));
+    // The exec's end leaves the init running.
+    let init = state_of(&client, &tc.id, "");
+    assert_eq!(init.status.enum_value(), Ok(Status::RUNNING));
+    let deleted = client
+        .delete(
+            ctx(),
+            &DeleteRequest {
+                id: tc.id.clone(),
+                exec_id: "e1".into(),
+                ..Default::default()
+            },
+        )
+        .expect("Delete exec");
+    assert_eq!((deleted.pid, deleted.exit_status), (started.pid, 4));
+    let gone = client.state(
+        ctx(),
+        &StateRequest {
+            id: tc.id.clone(),
+            exec_id: "e1".into(),
+            ..Default::default()
+        },
+    );
+    assert!(
+        matches!(&gone, Err(proto::ttrpc::Error::RpcStatus(s)) if s.code() == proto::ttrpc::Code::NOT_FOUND),
+        "{gone:?}"
+    );
+    assert_eq!(fs::read_to_string(&out).expect("exec stdout"), "exec-out\n");
+    assert_eq!(fs::read_to_string(&err).expect("exec stderr"), "exec-err\n");
+
+    let topics = wait_for(Duration::from_secs(10), "the exec's exit event", || {
+        let t = published_topics(&events);
+        (t.len() >= 5).then_some(t)
+    });
+    assert_eq!(
+        topics,
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exec-added",
+            "/tasks/exec-started",
+            "/tasks/exit"
+        ]
+    );
+    let ev: proto::events::TaskExecAdded = event_of(
+        &events,
+        "/tasks/exec-added",
+        "containerd.events.TaskExecAdded",
+    );
+    assert_eq!(
+        (ev.container_id.as_str(), ev.exec_id.as_str()),
+        (tc.id.as_str(), "e1")
+    );
+    let ev: proto::events::TaskExecStarted = event_of(
+        &events,
+        "/tasks/exec-started",
+        "containerd.events.TaskExecStarted",
+    );
+    assert_eq!(
+        (ev.container_id.as_str(), ev.exec_id.as_str(), ev.pid),
+        (tc.id.as_str(), "e1", started.pid)
+    );
+    let ev: proto::events::TaskExit =
+        event_of(&events, "/tasks/exit", "containerd.events.TaskExit");
+    assert_eq!(
+        (
+            ev.container_id.as_str(),
+            ev.id.as_str(),
+            ev.pid,
+            ev.exit_status
+        ),
+        (tc.id.as_str(), "e1", started.pid, 4)
+    );
+    kill_wait_delete(&client, &tc.id);
+}
+
+fn resize(client: &TaskClient, id: &str, exec_id: &str, width: u32, height: u32) {
+    client
+        .resize_pty(
+            ctx(),
+            &ResizePtyRequest {
+                id: id.into(),
+                exec_id: exec_id.into(),
+                width,
+                height,
+                ..Default::default()
+            },
+        )
+        .expect("ResizePty");
+}
+
+/// Waits until the text written to `path` contains `needle`.
+fn wait_for_text(path: &Path, needle: &str) -> String {
+    wait_for(
+        Duration::from_secs(15),
+        &format!("{needle:?} in {}", path.display()),
+        || {
+            let text = fs::read_to_string(path).ok()?;
+            text.contains(needle).then_some(text)
+        },
+    )
+}
+
+#[test]
+fn ttrpc_tty_process_gets_a_pty_and_resize_pty_changes_its_size() {
+    let rt = Runtime::from_env();
+    // `stty size` prints "ROWS COLS" of the terminal on stdin: the pty.
+    let report = "tty; while true; do stty size; sleep 0.1; done";
+    let mut tc = TestContainer::new(&["sh", "-c", report]);
+    tc.config()["process"]["terminal"] = json!(true);
+    tc.save();
+    let shim = DirectShim::start(&tc);
+    let client = connect(&shim.address);
+    let out = tc.bundle_dir().join("tty.out");
+    let mut req = create_request(&tc, rt.path(), &file_uri(&out), "");
+    req.terminal = true;
+    client.create(ctx(), &req).expect("Create with a terminal");
+    start_init(&client, &tc.id);
+    assert!(state_of(&client, &tc.id, "").terminal);
+    let text = wait_for_text(&out, "/dev/pts/");
+    // A terminal's line discipline turns "\n" into "\r\n": this went through a pty.
+    assert!(text.contains("\r\n"), "{text:?}");
+    resize(&client, &tc.id, "", 123, 45);
+    wait_for_text(&out, "45 123\r\n");
+    resize(&client, &tc.id, "", 77, 21);
+    wait_for_text(&out, "21 77\r\n");
+
+    // An exec with a terminal of its own, resized on its own.
+    let exec_out = tc.bundle_dir().join("exec-tty.out");
+    client
+        .exec(
+            ctx(),
+            &ExecProcessRequest {
+                id: tc.id.clone(),
+                exec_id: "t1".into(),
+                terminal: true,
+                stdout: file_uri(&exec_out),
+                spec: exec_spec(&tc, &["sh", "-c", report], true),
+                ..Default::default()
+            },
+        )
+        .expect("Exec with a terminal");
+    client
+        .start(
+            ctx(),
+            &StartRequest {
+                id: tc.id.clone(),
+                exec_id: "t1".into(),
+                ..Default::default()
+            },
+        )
+        .expect("Start exec");
+    let text = wait_for_text(&exec_out, "/dev/pts/");
+    let init_text = fs::read_to_string(&out).expect("init output");
+    let tty_of = |t: &str| {
+        t.lines()
+            .find(|l| l.starts_with("/dev/pts/"))
+            .map(|l| l.trim().to_string())
+    };
+    assert_ne!(
+        tty_of(&text),
+        tty_of(&init_text),
+        "the exec shares the init's pty"
+    );
+    resize(&client, &tc.id, "t1", 99, 33);
+    wait_for_text(&exec_out, "33 99\r\n");
+    // The init's pty kept its own size.
+    let before = fs::read_to_string(&out).expect("init output").len();
+    let text = wait_for(Duration::from_secs(10), "more init output", || {
+        let t = fs::read_to_string(&out).ok()?;
+        (t.len() > before + 20).then_some(t)
+    });
+    assert!(text[before..].contains("21 77"), "{:?}", &text[before..]);
+    assert!(!text.contains("33 99"), "{text:?}");
+    // A process without a terminal cannot be resized.
+    client
+        .exec(
+            ctx(),
+            &ExecProcessRequest {
+                id: tc.id.clone(),
+                exec_id: "plain".into(),
+                spec: exec_spec(&tc, &["sleep", "1000"], false),
+                ..Default::default()
+            },
+        )
+        .expect("Exec");
+    client
+        .start(
+            ctx(),
+            &StartRequest {
+                id: tc.id.clone(),
+                exec_id: "plain".into(),
+                ..Default::default()
+            },
+        )
+        .expect("Start exec");
+    let refused = client.resize_pty(
+        ctx(),
+        &ResizePtyRequest {
+            id: tc.id.clone(),
+            exec_id: "plain".into(),
+            width: 10,
+            height: 10,
+            ..Default::default()
+        },
+    );
+    assert!(refused.is_err(), "resized a process with no terminal");
+    for exec_id in ["t1", "plain"] {
+        client
+            .kill(
+                ctx(),
+                &KillRequest {
+                    id: tc.id.clone(),
+                    exec_id: exec_id.into(),
+                    signal: 9,
+                    ..Default::default()
+                },
+            )
+            .expect("Kill exec");
+        assert_eq!(wait_exec(&client, &tc.id, exec_id).exit_status, 137);
+    }
+    kill_wait_delete(&client, &tc.id);
+}
+
+fn freezer_state(tc: &TestContainer) -> String {
+    if host_is_cgroup2() {
+        let frozen =
+            fs::read_to_string(tc.cgroup_dir("").join("cgroup.freeze")).expect("cgroup.freeze");
+        if frozen.trim() == "1" {
+            "FROZEN"
+        } else {
+            "THAWED"
+        }
+        .to_string()
+    } else {
+        fs::read_to_string(tc.cgroup_dir("freezer").join("freezer.state"))
+            .expect("freezer.state")
+            .trim()
+            .to_string()
+    }
+}
+
+/// Lines in a file a container appends to.
+fn line_count(p: &Path) -> usize {
+    fs::read_to_string(p)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn ttrpc_pause_and_resume_freeze_and_thaw_the_cgroup() {
+    let rt = Runtime::from_env();
+    let tc = TestContainer::new(&["sh", "-c", "while true; do echo tick; sleep 0.05; done"]);
+    tc.save();
+    let (shim, events) = shim_with_publisher(&tc);
+    let client = connect(&shim.address);
+    let out = tc.bundle_dir().join("ticks");
+    client
+        .create(ctx(), &create_request(&tc, rt.path(), &file_uri(&out), ""))
+        .expect("Create");
+    start_init(&client, &tc.id);
+    wait_for(Duration::from_secs(10), "ticks", || {
+        (line_count(&out) >= 3).then_some(())
+    });
+    client
+        .pause(
+            ctx(),
+            &PauseRequest {
+                id: tc.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("Pause");
+    assert_eq!(freezer_state(&tc), "FROZEN");
+    assert_eq!(
+        state_of(&client, &tc.id, "").status.enum_value(),
+        Ok(Status::PAUSED)
+    );
+    // Frozen means no progress.
+    let frozen_at = line_count(&out);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        line_count(&out),
+        frozen_at,
+        "the container ran while paused"
+    );
+    // A paused process is not deleted from under it.
+    let refused = client.delete(
+        ctx(),
+        &DeleteRequest {
+            id: tc.id.clone(),
+            ..Default::default()
+        },
+    );
+    assert!(refused.is_err(), "deleted a paused task");
+    client
+        .resume(
+            ctx(),
+            &ResumeRequest {
+                id: tc.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("Resume");
+    assert_eq!(freezer_state(&tc), "THAWED");
+    assert_eq!(
+        state_of(&client, &tc.id, "").status.enum_value(),
+        Ok(Status::RUNNING)
+    );
+    wait_for(Duration::from_secs(10), "ticks after resume", || {
+        (line_count(&out) > frozen_at + 2).then_some(())
+    });
+    let topics = wait_for(Duration::from_secs(10), "the resume event", || {
+        let t = published_topics(&events);
+        (t.len() >= 4).then_some(t)
+    });
+    assert_eq!(
+        topics,
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/paused",
+            "/tasks/resumed"
+        ]
+    );
+    kill_wait_delete(&client, &tc.id);
+}
+
+fn cgroup_value(tc: &TestContainer, controller: &str, v1: &str, v2: &str) -> String {
+    let file = if host_is_cgroup2() { v2 } else { v1 };
+    let p = tc.cgroup_dir(controller).join(file);
+    fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn ttrpc_update_sets_new_limits_in_cgroupfs() {
+    let rt = Runtime::from_env();
+    let mut tc = TestContainer::new(&["sleep", "1000"]);
+    tc.config()["linux"]["resources"]["memory"] = json!({ "limit": 64 * 1024 * 1024 });
+    tc.save();
+    let shim = DirectShim::start(&tc);
+    let client = connect(&shim.address);
+    client
+        .create(ctx(), &create_request(&tc, rt.path(), "", ""))
+        .expect("Create");
+    start_init(&client, &tc.id);
+    let limit = || cgroup_value(&tc, "memory", "memory.limit_in_bytes", "memory.max");
+    assert_eq!(limit(), (64u64 * 1024 * 1024).to_string());
+    // containerd sends runtime-spec LinuxResources as JSON in an Any.
+    let resources = json!({
+        "memory": { "limit": 48 * 1024 * 1024 },
+        "pids": { "limit": 42 }
+    });
+    client
+        .update(
+            ctx(),
+            &UpdateTaskRequest {
+                id: tc.id.clone(),
+                resources: MessageField::some(Any {
+                    type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
+                        .into(),
+                    value: serde_json::to_vec(&resources).expect("JSON"),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .expect("Update");
+    assert_eq!(limit(), (48u64 * 1024 * 1024).to_string());
+    assert_eq!(cgroup_value(&tc, "pids", "pids.max", "pids.max"), "42");
+    // The running task lives on under its new limits.
+    assert_eq!(
+        state_of(&client, &tc.id, "").status.enum_value(),
+        Ok(Status::RUNNING)
+    );
+    kill_wait_delete(&client, &tc.id);
+}
+
+#[test]
+fn ttrpc_pids_lists_the_container_processes_with_exec_ids() {
+    let rt = Runtime::from_env();
+    let tc = TestContainer::new(&["sh", "-c", "sleep 1000 & sleep 1000 & wait"]);
+    tc.save();
+    let shim = DirectShim::start(&tc);
+    let client = connect(&shim.address);
+    let init_pid = client
+        .create(ctx(), &create_request(&tc, rt.path(), "", ""))
+        .expect("Create")
+        .pid;
+    start_init(&client, &tc.id);
+    client
+        .exec(
+            ctx(),
+            &ExecProcessRequest {
+                id: tc.id.clone(),
+                exec_id: "x1".into(),
+                spec: exec_spec(&tc, &["sleep", "1000"], false),
+                ..Default::default()
+            },
+        )
+        .expect("Exec");
+    let exec_pid = client
+        .start(
+            ctx(),
+            &StartRequest {
+                id: tc.id.clone(),
+                exec_id: "x1".into(),
+                ..Default::default()
+            },
+        )
+        .expect("Start exec")
+        .pid;
+    let req = PidsRequest {
+        id: tc.id.clone(),
+        ..Default::default()
+    };
+    // The init, its two sleeps and the exec.
+    let listed = wait_for(Duration::from_secs(10), "four processes", || {
+        let r = client.pids(ctx(), &req).expect("Pids");
+        (r.processes.len() == 4).then_some(r.processes)
+    });
+    let mut pids: Vec<u32> = listed.iter().map(|p| p.pid).collect();
+    pids.sort_unstable();
+    let procs_file = tc.cgroup_dir("pids").join("cgroup.procs");
+    let mut in_cgroup: Vec<u32> = fs::read_to_string(&procs_file)
+        .expect("cgroup.procs")
+        .lines()
+        .map(|l| l.parse().expect("pid"))
+        .collect();
+    in_cgroup.sort_unstable();
+    assert_eq!(pids, in_cgroup);
+    assert!(
+        pids.contains(&init_pid) && pids.contains(&exec_pid),
+        "{pids:?}"
+    );
+    for p in &listed {
+        let exec_id = p.info.as_ref().map(|any| {
+            assert_eq!(any.type_url, "containerd.runc.v1.ProcessDetails");
+            proto::runc_options::ProcessDetails::parse_from_bytes(&any.value)
+                .expect("ProcessDetails")
+                .exec_id
+        });
+        if p.pid == exec_pid {
+            assert_eq!(exec_id.as_deref(), Some("x1"));
+        } else {
+            assert_eq!(exec_id, None, "pid {} is no exec", p.pid);
+        }
+    }
+    client
+        .kill(
+            ctx(),
+            &KillRequest {
+                id: tc.id.clone(),
+                exec_id: "x1".into(),
+                signal: 9,
+                ..Default::default()
+            },
+        )
+        .expect("Kill exec");
+    assert_eq!(wait_exec(&client, &tc.id, "x1").exit_status, 137);
+    kill_wait_delete(&client, &tc.id);
+}
+
+#[test]
+fn ttrpc_client_killed_mid_wait_leaves_shim_and_container_running_for_a_new_client() {
+    let rt = Runtime::from_env();
+    let tc = TestContainer::new(&[
+        "sh",
+        "-c",
+        "trap 'exit 7' TERM; while true; do sleep 0.1; done",
+    ]);
+    tc.save();
+    let shim = DirectShim::start(&tc);
+    // The first client is a process of its own (as a daemon is), blocked in Wait.
+    let mut client_proc = Command::new(env!("CARGO_BIN_EXE_shim-client"))
+        .arg(&shim.address)
+        .arg(&tc.id)
+        .arg(tc.bundle_dir())
+        .arg(rt.path())
+        .arg(tc.root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn shim-client");
+    let mut line = String::new();
+    BufReader::new(client_proc.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read shim-client");
+    let pid: u32 = line
+        .strip_prefix("waiting ")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("shim-client said {line:?}"));
+    // Give its Wait time to reach the shim, then kill -9 it mid-call.
+    std::thread::sleep(Duration::from_millis(300));
+    sigkill(i32::try_from(client_proc.id()).expect("pid"));
+    let status = client_proc.wait().expect("reap shim-client");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(pid_alive(shim.pid), "the shim died with its client");
+    assert!(pid_alive(pid as i32), "the container died with the client");
+
+    let client = connect(&shim.address);
+    let connected = client
+        .connect(
+            ctx(),
+            &ConnectRequest {
+                id: tc.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("Connect");
+    assert_eq!(connected.task_pid, pid);
+    assert_eq!(connected.shim_pid as i32, shim.pid);
+    assert_eq!(
+        state_of(&client, &tc.id, "").status.enum_value(),
+        Ok(Status::RUNNING)
+    );
+    client
+        .kill(
+            ctx(),
+            &KillRequest {
+                id: tc.id.clone(),
+                signal: 15,
+                ..Default::default()
+            },
+        )
+        .expect("Kill");
+    assert_eq!(wait(&client, &tc.id).exit_status, 7);
+    client
+        .delete(
+            ctx(),
+            &DeleteRequest {
+                id: tc.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("Delete");
+    let _ = client.shutdown(ctx(), &ShutdownRequest::default());
+}
+
+#[test]
+fn ttrpc_delete_and_shutdown_leave_no_socket_mount_or_cgroup() {
+    let rt = Runtime::from_env();
+    let tc = TestContainer::new(&["sleep", "1000"]);
+    tc.save();
+    // The rootfs comes as an overlay mount the shim makes, as containerd's snapshots do.
+    let layers = tc.bundle_dir().join("layers");
+    for d in ["upper", "work"] {
+        fs::create_dir_all(layers.join(d)).expect("overlay dirs");
+    }
+    fs::rename(tc.rootfs(), layers.join("lower")).expect("move the rootfs aside");
+    fs::create_dir(tc.rootfs()).expect("empty rootfs dir");
+    let shim = DirectShim::start(&tc);
+    let client = connect(&shim.address);
+    let mut req = create_request(&tc, rt.path(), "", "");
+    req.rootfs = vec![proto::mount::Mount {
+        type_: "overlay".into(),
+        source: "overlay".into(),
+        options: vec![
+            format!("lowerdir={}", layers.join("lower").display()),
+            format!("upperdir={}", layers.join("upper").display()),
+            format!("workdir={}", layers.join("work").display()),
+        ],
+        ..Default::default()
+    }];
+    client.create(ctx(), &req).expect("Create");
+    start_init(&client, &tc.id);
+    // While it runs, all three exist: the checks below can fail.
+    let rootfs = tc.rootfs().display().to_string();
+    let mounted = || {
+        integration::host_mountinfo()
+            .lines()
+            .any(|l| l.split_whitespace().nth(4) == Some(rootfs.as_str()))
+    };
+    assert!(mounted(), "the rootfs is not mounted");
+    assert!(shim.socket().exists());
+    assert!(!tc.cgroup_dirs().is_empty(), "no cgroup");
+    assert!(tc.state_dir().exists());
+    kill_wait_delete(&client, &tc.id);
+    wait_for(Duration::from_secs(10), "the shim to exit", || {
+        (!pid_alive(shim.pid)).then_some(())
+    });
+    assert!(
+        !shim.socket().exists(),
+        "socket {} left behind",
+        shim.socket().display()
+    );
+    assert!(!mounted(), "rootfs {rootfs} still mounted");
+    let cgroups = tc.cgroup_dirs();
+    assert!(cgroups.is_empty(), "cgroups left behind: {cgroups:?}");
+    tc.assert_no_trace();
+}
+
+#[test]
+fn ttrpc_events_still_queued_at_shutdown_are_published_before_the_shim_exits() {
+    let rt = Runtime::from_env();
+    let tc = TestContainer::new(&["sh", "-c", "exit 4"]);
+    tc.save();
+    let (shim, events) = shim_with_publisher(&tc);
+    // Each publish takes 0.4 s: Delete and Shutdown come while events still queue.
+    fs::write(events.join(".slow"), "").expect("slow publisher");
+    let client = connect(&shim.address);
+    client
+        .create(ctx(), &create_request(&tc, rt.path(), "", ""))
+        .expect("Create");
+    start_init(&client, &tc.id);
+    assert_eq!(wait(&client, &tc.id).exit_status, 4);
+    client
+        .delete(
+            ctx(),
+            &DeleteRequest {
+                id: tc.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("Delete");
+    let _ = client.shutdown(ctx(), &ShutdownRequest::default());
+    drop(client);
+    wait_for(Duration::from_secs(10), "the shim to exit", || {
+        (!pid_alive(shim.pid)).then_some(())
+    });
+    // Everything it had queued went out before it did.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        published_topics(&events),
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exit",
+            "/tasks/delete"
+        ]
+    );
+    assert!(!shim.socket().exists(), "socket left behind");
 }

@@ -87,6 +87,26 @@ impl Publisher {
         }
     }
 
+    /// Waits, at most `limit`, until every queued event has been handed to the
+    /// publish binary (or given up on). A shim that exits first loses the events
+    /// of its last moments, TaskDelete among them.
+    pub fn flush(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            let idle = {
+                let q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                q.0.is_empty() && !q.1
+            };
+            if idle {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     fn drain(&self) {
         loop {
             let next = {

@@ -30,6 +30,8 @@ use cli::{Action, Flags};
 
 /// Where shim sockets live, as with containerd's own shims.
 const SOCKET_DIR: &str = "/run/containerd/s";
+/// How long a shim told to shut down keeps publishing its queued events.
+const FLUSH_EVENTS_FOR: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
     let flags = match Flags::parse(std::env::args_os().skip(1)) {
@@ -160,7 +162,7 @@ fn serve(flags: &Flags) -> anyhow::Result<()> {
         flags.namespace.clone(),
         bundle.clone(),
         reaper,
-        publisher,
+        publisher.clone(),
         tx,
     );
     let address = format!("unix://{}", socket.display());
@@ -196,6 +198,11 @@ fn serve(flags: &Flags) -> anyhow::Result<()> {
     nix::unistd::dup2_stderr(&devnull).context("detaching stderr")?;
     let _ = rx.recv();
     tracing::info!("shutting down");
+    // As containerd's shims do: the queued events (TaskExit, TaskDelete) go out
+    // first, but a daemon that is down does not keep the shim for long.
+    if !publisher.flush(FLUSH_EVENTS_FOR) {
+        tracing::warn!("exiting with events not yet published");
+    }
     // Let the Shutdown response reach the client before the process goes.
     std::thread::sleep(Duration::from_millis(50));
     let _ = std::fs::remove_file(&socket);

@@ -85,10 +85,12 @@ pub fn import_archive(
     }
 
     let mut referenced = BTreeSet::new();
-    let images = if let Some(m) = small.get("manifest.json") {
-        import_docker(m, &by_path, store, db, ns, &mut referenced)?
-    } else if let Some(idx) = small.get("index.json") {
+    // An archive with both (ours, `ctr images export`, `docker save` since Docker 25)
+    // is read as the OCI layout, as containerd does: its manifests keep their digests.
+    let images = if let Some(idx) = small.get("index.json") {
         import_oci(idx, store, db, ns, &mut referenced)?
+    } else if let Some(m) = small.get("manifest.json") {
+        import_docker(m, &by_path, store, db, ns, &mut referenced)?
     } else {
         return Err(UnpackError::Invalid(
             "neither manifest.json (docker save) nor index.json (OCI layout) in the archive".into(),

@@ -204,20 +204,25 @@ impl tasks_server::Tasks for TasksService {
     ) -> Result<Response<DeleteResponse>, Status> {
         let namespace = ns(&req)?;
         let id = req.into_inner().container_id;
+        // A live shim publishes its own /tasks/delete; only for a task whose shim
+        // died is there nobody else to tell subscribers.
+        let shim_gone = matches!(self.tasks.get(&namespace, &id)?.conn, Conn::Dead { .. });
         let tasks = self.tasks.clone();
         let (ns2, id2) = (namespace.clone(), id.clone());
         let (pid, exit_status, exited_at) = on_blocking(move || tasks.delete(&ns2, &id2)).await?;
-        self.daemon.events.publish(
-            &namespace,
-            "/tasks/delete",
-            &containerd_grpc::containerd::events::TaskDelete {
-                container_id: id.clone(),
-                pid,
-                exit_status,
-                exited_at,
-                id: id.clone(),
-            },
-        );
+        if shim_gone {
+            self.daemon.events.publish(
+                &namespace,
+                "/tasks/delete",
+                &containerd_grpc::containerd::events::TaskDelete {
+                    container_id: id.clone(),
+                    pid,
+                    exit_status,
+                    exited_at,
+                    id: id.clone(),
+                },
+            );
+        }
         Ok(Response::new(DeleteResponse {
             id,
             pid,
