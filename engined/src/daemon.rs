@@ -649,12 +649,14 @@ impl Daemon {
             map.insert(id.clone(), c.clone());
             (c, rec)
         };
-        let made = self.materialize(&rec).await;
-        if let Err(e) = made {
-            self.write_containers().remove(&id);
-            let _ = std::fs::remove_dir_all(&dir);
-            self.drop_ctrd_objects(&id).await;
-            return Err(e);
+        match self.materialize(&rec).await {
+            Ok(spec) => *lock(&c.spec) = Some(spec),
+            Err(e) => {
+                self.write_containers().remove(&id);
+                let _ = std::fs::remove_dir_all(&dir);
+                self.drop_ctrd_objects(&id).await;
+                return Err(e);
+            }
         }
         drop(c);
         info!(name = %rec.name, "created");
@@ -663,7 +665,7 @@ impl Daemon {
 
     /// Creates the container's directory, its /etc files, its rootfs snapshot and
     /// the containerd container record (with the spec).
-    async fn materialize(&self, rec: &Record) -> ApiResult<()> {
+    async fn materialize(&self, rec: &Record) -> ApiResult<Value> {
         // Until the container record references the new snapshot, only a lease keeps
         // containerd's garbage collector (which a concurrent removal may trigger)
         // from deleting it.
@@ -691,7 +693,7 @@ impl Daemon {
         made
     }
 
-    async fn materialize_leased(&self, rec: &Record, lease: &str) -> ApiResult<()> {
+    async fn materialize_leased(&self, rec: &Record, lease: &str) -> ApiResult<Value> {
         let dir = self.container_dir(&rec.id);
         std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
         let hostname = rec.config.hostname.clone().unwrap_or_default();
@@ -760,7 +762,7 @@ impl Daemon {
             ))
             .await
             .ctx(|| "create the containerd container".into())?;
-        Ok(())
+        Ok(spec)
     }
 
     fn runtime_options(&self, rec: &Record) -> ApiResult<Any> {
@@ -940,29 +942,13 @@ impl Daemon {
             r.manually_stopped = false;
         }
         let spec = self.build_spec(&rec).await?;
-        self.ctrd
-            .containers()
-            .update(self.ctrd.req(UpdateContainerRequest {
-                container: Some(CtrContainer {
-                    id: rec.id.clone(),
-                    spec:
-                        Some(
-                            Any {
-                                type_url: SPEC_TYPE.into(),
-                                value:
-                                    serde_json::to_vec(&spec).map_err(|e| {
-                                        ApiError::Internal(format!("encode spec: {e}"))
-                                    })?,
-                            },
-                        ),
-                    ..Default::default()
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["spec".into()],
-                }),
-            }))
-            .await
-            .ctx(|| "update the containerd container".into())?;
+        // The spec made at create is what containerd has, unless something it is
+        // built from changed since (or engined restarted): then containerd's copy
+        // is brought up to date.
+        let stored = lock(&c.spec).as_ref() == Some(&spec);
+        if !stored {
+            self.update_spec(&rec.id, &spec).await?;
+        }
         *lock(&c.spec) = Some(spec);
         let rootfs = self.rootfs_mounts(&c.id).await?;
         let tty = rec.config.tty.unwrap_or(false);
@@ -1047,6 +1033,33 @@ impl Daemon {
         let c2 = c.clone();
         tokio::spawn(async move { d.reap(c2).await });
         debug!(pid, "started");
+        Ok(())
+    }
+
+    async fn update_spec(&self, id: &str, spec: &Value) -> ApiResult<()> {
+        self.ctrd
+            .containers()
+            .update(self.ctrd.req(UpdateContainerRequest {
+                container: Some(CtrContainer {
+                    id: id.to_string(),
+                    spec:
+                        Some(
+                            Any {
+                                type_url: SPEC_TYPE.into(),
+                                value:
+                                    serde_json::to_vec(spec).map_err(|e| {
+                                        ApiError::Internal(format!("encode spec: {e}"))
+                                    })?,
+                            },
+                        ),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["spec".into()],
+                }),
+            }))
+            .await
+            .ctx(|| "update the containerd container".into())?;
         Ok(())
     }
 
