@@ -341,6 +341,7 @@ pub async fn commit(d: &Arc<Daemon>, req: Request<Incoming>) -> ApiResult<Respon
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
 
     let l = layers(d, &c.id).await?;
+    let started = std::time::Instant::now();
     // Frozen while its files are read, as dockerd commits (unless pause=0).
     let paused = pause && c.status() == "running" && d.pause(&c).await.is_ok();
     let tmp = tempfile::NamedTempFile::new_in(d.cfg.data_root.join("tmp"))
@@ -351,6 +352,7 @@ pub async fn commit(d: &Arc<Daemon>, req: Request<Incoming>) -> ApiResult<Respon
         warn!(container_id = %c.id, error = %e, "unpause after commit");
     }
     let (digest, size, entries) = written??;
+    let layer_done = started.elapsed();
 
     let created = common::rfc3339_nanos(std::time::SystemTime::now());
     let mut ic = image.config.clone();
@@ -411,7 +413,12 @@ pub async fn commit(d: &Arc<Daemon>, req: Request<Incoming>) -> ApiResult<Respon
         .images
         .commit(&bytes, ic, &image.layers, layer, &names)
         .await?;
-    info!(container_id = %c.id, image = %made.id, names = ?names, layer_bytes = size, "committed");
+    info!(
+        container_id = %c.id, image = %made.id, names = ?names, layer_bytes = size, paused,
+        layer_ms = layer_done.as_millis() as u64,
+        store_ms = (started.elapsed() - layer_done).as_millis() as u64,
+        "committed"
+    );
     Ok(server::json(StatusCode::CREATED, &json!({ "Id": made.id })))
 }
 

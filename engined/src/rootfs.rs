@@ -9,6 +9,7 @@ use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use containerd_client::services::v1::snapshots::MountsRequest;
 use containerd_client::types::Mount;
@@ -73,13 +74,33 @@ where
     T: Send + 'static,
     F: FnOnce(&View) -> T + Send + 'static,
 {
+    let mut f = f;
     if c.running() {
-        return running(c, f).await;
+        match running(c, f).await? {
+            Ok(t) => return Ok(t),
+            Err(back) => {
+                // Its process is gone and the exit not recorded yet: the snapshot is
+                // about to be free.
+                f = back;
+                let mut life = c.subscribe_life();
+                let ended =
+                    tokio::time::timeout(Duration::from_secs(5), life.wait_for(|l| !l.running));
+                if ended.await.is_err() {
+                    return Err(ApiError::Conflict(format!(
+                        "container {} is between runs, try again",
+                        c.id
+                    )));
+                }
+            }
+        }
     }
     let ops = c.lock_ops().await;
     if c.running() {
+        // Started meanwhile.
         drop(ops);
-        return running(c, f).await;
+        return running(c, f).await?.map_err(|_| {
+            ApiError::Conflict(format!("container {} is between runs, try again", c.id))
+        });
     }
     let rec = c.record();
     let binds = if with_volumes {
@@ -93,7 +114,9 @@ where
     r
 }
 
-async fn running<T, F>(c: &Arc<Container>, f: F) -> ApiResult<T>
+/// `f` on the live root of a running container, or `f` back when its process has
+/// gone (exited, and the exit not recorded yet).
+async fn running<T, F>(c: &Arc<Container>, f: F) -> ApiResult<Result<T, F>>
 where
     T: Send + 'static,
     F: FnOnce(&View) -> T + Send + 'static,
@@ -101,11 +124,11 @@ where
     let rec = c.record();
     let (id, pid) = (rec.id.clone(), rec.state.pid);
     let ro = rec.host_config.readonly_rootfs.unwrap_or(false);
-    on_thread("rootfs", move || -> ApiResult<T> {
-        let view = live_view(&id, pid, ro)?;
-        Ok(f(&view))
+    on_thread("rootfs", move || match live_view(&id, pid, ro) {
+        Ok(view) => Ok(f(&view)),
+        Err(_) => Err(f),
     })
-    .await?
+    .await
 }
 
 fn read_at(dir: BorrowedFd<'_>, name: &str) -> std::io::Result<String> {

@@ -419,6 +419,29 @@ fn engined_cp_both_ways_running_and_stopped() {
         ),
         "A\nC\na"
     );
+    // From a tar on stdin: a file replaces a file; a directory is never replaced by
+    // a non-directory, nor the other way round (the CLI asks noOverwriteDirNonDir).
+    let (ok, _, err) = docker_stdin(
+        &e,
+        &["cp", "-", "box:/tmp"],
+        &raw_tar_entry("renamed.txt", b"replaced\n"),
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        out(&e, &["exec", "box", "cat", "/tmp/renamed.txt"]),
+        "replaced"
+    );
+    let (ok, _, err) = docker_stdin(&e, &["cp", "-", "box:/tmp"], &raw_tar_entry("d", b"x"));
+    assert!(!ok);
+    assert!(err.contains("cannot overwrite directory"), "{err}");
+    let (ok, _, err) = docker_stdin(
+        &e,
+        &["cp", "-", "box:/tmp"],
+        &raw_tar_typed("renamed.txt/", tar::EntryType::Directory, b""),
+    );
+    assert!(!ok);
+    assert!(err.contains("cannot overwrite non-directory"), "{err}");
+    assert_eq!(out(&e, &["exec", "box", "cat", "/tmp/d/a"]), "A");
     // Out of it: a file, a directory (renamed), and a tar on stdout.
     e.docker(&["cp", "box:/etc/passwd", &hs("passwd")]).ok();
     assert!(
@@ -435,7 +458,7 @@ fn engined_cp_both_ways_running_and_stopped() {
     let tar = docker_bytes(&e, &["cp", "box:/tmp/renamed.txt", "-"]);
     assert_eq!(
         tar_entries(&tar),
-        vec![("renamed.txt".to_string(), Some("copied in\n".to_string()))]
+        vec![("renamed.txt".to_string(), Some("replaced\n".to_string()))]
     );
     let tar = docker_bytes(&e, &["cp", "box:/tmp/d", "-"]);
     let names: Vec<String> = tar_entries(&tar).into_iter().map(|(n, _)| n).collect();
@@ -523,11 +546,15 @@ fn engined_cp_both_ways_running_and_stopped() {
 /// A tar whose only entry has `name` written into the header as is (the tar crate
 /// refuses to set such names itself).
 fn raw_tar_entry(name: &str, data: &[u8]) -> Vec<u8> {
+    raw_tar_typed(name, tar::EntryType::Regular, data)
+}
+
+fn raw_tar_typed(name: &str, kind: tar::EntryType, data: &[u8]) -> Vec<u8> {
     let mut h = tar::Header::new_old();
     h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
     h.set_size(data.len() as u64);
     h.set_mode(0o644);
-    h.set_entry_type(tar::EntryType::Regular);
+    h.set_entry_type(kind);
     h.set_cksum();
     let mut b = tar::Builder::new(Vec::new());
     b.append(&h, data).unwrap();
