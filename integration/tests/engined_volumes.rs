@@ -266,6 +266,8 @@ fn engined_named_volume_keeps_data_and_gets_the_image_files() {
         ],
     );
     assert_eq!(etc, "volhost\n1");
+    let hostdir = tempfile::tempdir().unwrap();
+    let host_bind = format!("{}:/hosttmp", hostdir.path().display());
     let inspect = out(
         &e,
         &[
@@ -278,7 +280,7 @@ fn engined_named_volume_keeps_data_and_gets_the_image_files() {
             "-v",
             "homevol:/data:ro",
             "-v",
-            "/tmp:/hosttmp",
+            &host_bind,
             BUSYBOX,
             "sleep",
             "1000",
