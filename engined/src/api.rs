@@ -56,7 +56,10 @@ pub async fn dispatch(
         (&Method::GET, ["events"]) => events(&req),
         (&Method::GET, ["containers", "json"]) => list_containers(&d, &req).await,
         (&Method::POST, ["containers", "create"]) => create_container(&d, req).await,
-        (&Method::POST, ["containers", "prune"]) => prune(&d).await,
+        (&Method::POST, ["containers", "prune"]) => crate::prune::containers(&d, &req).await,
+        (&Method::POST, ["commit"]) => crate::layerdiff::commit(&d, req).await,
+        (&Method::GET, ["system", "df"]) => crate::prune::df(&d).await,
+        (_, ["volumes", rest @ ..]) => crate::volumes::route(&d, req, method, rest).await,
         (_, ["containers", id, rest @ ..]) => container_route(d, req, method, id, rest).await,
         (&Method::POST, ["exec", id, "start"]) => exec_start(d, req, id).await,
         (&Method::POST, ["exec", id, "resize"]) => {
@@ -85,6 +88,7 @@ pub async fn dispatch(
                 "pull access denied for {from}: engined cannot pull images yet (use docker load)"
             )))
         }
+        (&Method::POST, ["images", "prune"]) => crate::prune::images(&d, &req).await,
         (_, ["images", ..]) if parts.len() >= 2 => image_route(&d, req, method, &parts[1..]).await,
         _ => Err(server::method_not_allowed(method, route)),
     }
@@ -287,7 +291,7 @@ fn events(req: &Request<Incoming>) -> ApiResult<Response<Body>> {
     Ok(r)
 }
 
-fn status_text(c: &Container) -> (String, String) {
+pub(crate) fn status_text(c: &Container) -> (String, String) {
     let r = c.record();
     let s = &r.state;
     let text = match s.status.as_str() {
@@ -444,20 +448,6 @@ async fn create_container(d: &Daemon, req: Request<Incoming>) -> ApiResult<Respo
     ))
 }
 
-async fn prune(d: &Arc<Daemon>) -> ApiResult<Response<Body>> {
-    let mut deleted = Vec::new();
-    for c in d.all() {
-        if !c.running() {
-            d.remove(&c, false).await?;
-            deleted.push(c.id.clone());
-        }
-    }
-    Ok(json(
-        StatusCode::OK,
-        &json!({ "ContainersDeleted": deleted, "SpaceReclaimed": 0 }),
-    ))
-}
-
 fn size(q: &HashMap<String, String>) -> ApiResult<(u32, u32)> {
     let get = |k: &str| -> ApiResult<u32> {
         q.get(k)
@@ -538,8 +528,16 @@ async fn container_route(
         }
         (&Method::DELETE, []) => {
             d.remove(&c, truthy(&q, "force")).await?;
+            if truthy(&q, "v") {
+                crate::volumes::remove_anonymous_of(&d, &c.id);
+            }
             Ok(status(StatusCode::NO_CONTENT))
         }
+        (&Method::HEAD | &Method::GET | &Method::PUT, ["archive"]) => {
+            crate::archive::route(d.clone(), req, c).await
+        }
+        (&Method::GET, ["export"]) => crate::archive::export(d.clone(), c).await,
+        (&Method::GET, ["changes"]) => crate::layerdiff::changes(&d, &c).await,
         _ => Err(server::method_not_allowed(
             method,
             &format!("/containers/{id}/{}", rest.join("/")),
@@ -594,7 +592,7 @@ fn inspect(d: &Daemon, c: &Container) -> ContainerInspectResponse {
         process_label: Some(String::new()),
         app_armor_profile: Some(String::new()),
         host_config: Some(r.host_config.clone()),
-        mounts: Some(vec![]),
+        mounts: Some(crate::volumes::mount_points(d, &r)),
         config: Some(config),
         ..Default::default()
     }

@@ -168,6 +168,12 @@ impl Container {
         *self.life.borrow()
     }
 
+    /// Keeps the container from starting, stopping or going meanwhile (cp on a
+    /// stopped container mounts its rootfs snapshot).
+    pub async fn lock_ops(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.op.lock().await
+    }
+
     /// Registers a follower of the log; see [`ReaderGuard`].
     pub fn reader(self: &Arc<Self>) -> ReaderGuard {
         self.readers.send_modify(|n| *n += 1);
@@ -655,6 +661,7 @@ impl Daemon {
                 self.write_containers().remove(&id);
                 let _ = std::fs::remove_dir_all(&dir);
                 self.drop_ctrd_objects(&id).await;
+                crate::volumes::remove_anonymous_of(self, &id);
                 return Err(e);
             }
         }
@@ -714,6 +721,7 @@ impl Daemon {
             std::fs::write(dir.join(f), data).ctx(|| format!("write {f}"))?;
         }
         self.save(rec)?;
+        crate::volumes::prepare(self, rec).await?;
         self.ctrd
             .snapshots()
             .prepare(self.ctrd.leased(
@@ -799,7 +807,7 @@ impl Daemon {
         let (uid, gid, gids) = self.resolve_user(&rec.id, &user).await?;
         let mut args = vec![rec.path.clone()];
         args.extend(rec.args.iter().cloned());
-        spec::build(&spec::SpecInputs {
+        let mut spec = spec::build(&spec::SpecInputs {
             id: &rec.id,
             hostname: rec.config.hostname.as_deref().unwrap_or(""),
             config: &rec.config,
@@ -811,7 +819,9 @@ impl Daemon {
             container_dir: &self.container_dir(&rec.id),
             cgroup_parent: &self.cfg.cgroup_parent,
             volumes_dir: &self.cfg.data_root.join("volumes"),
-        })
+        })?;
+        crate::volumes::add_to_spec(self, rec, &mut spec)?;
+        Ok(spec)
     }
 
     /// `uid[:gid]` numbers pass through; names are looked up in the rootfs'
@@ -950,6 +960,7 @@ impl Daemon {
             self.update_spec(&rec.id, &spec).await?;
         }
         *lock(&c.spec) = Some(spec);
+        crate::volumes::populate(self, &rec).await?;
         let rootfs = self.rootfs_mounts(&c.id).await?;
         let tty = rec.config.tty.unwrap_or(false);
         let open_stdin = rec.config.open_stdin.unwrap_or(false);
@@ -1525,6 +1536,10 @@ impl Daemon {
         let _ = std::fs::remove_dir_all(self.container_dir(&c.id));
         let _ = std::fs::remove_dir_all(self.fifo_dir(&c.id));
         lock(&self.execs).retain(|_, e| e.container_id != c.id);
+        if lock(&c.rec).host_config.auto_remove.unwrap_or(false) {
+            // `--rm` takes the anonymous volumes along, as dockerd's auto-remove does.
+            crate::volumes::remove_anonymous_of(self, &c.id);
+        }
         c.life.send_modify(|l| l.removed = true);
         Ok(())
     }

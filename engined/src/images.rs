@@ -604,6 +604,53 @@ impl ImageStore {
         result
     }
 
+    /// `docker commit`: an image made of `parents` (layers already in the content
+    /// store) and, unless the container changed nothing, one new uncompressed layer
+    /// on disk (`digest` is its blob digest and diff id).
+    #[instrument(skip(self, config_bytes, config, parents))]
+    pub async fn commit(
+        &self,
+        config_bytes: &[u8],
+        config: Value,
+        parents: &[Descriptor],
+        layer: Option<(&Path, &str, i64)>,
+        names: &[String],
+    ) -> ApiResult<ImageInfo> {
+        let mut layers: Vec<LayerFile> = parents
+            .iter()
+            .map(|d| LayerFile {
+                // Never opened: a blob the store has already is not written again.
+                path: PathBuf::new(),
+                desc: d.clone(),
+            })
+            .collect();
+        for l in &layers {
+            if !self.exists(&l.desc.digest).await? {
+                return Err(ApiError::Internal(format!(
+                    "layer {} of the container's image is no longer in the content store",
+                    l.desc.digest
+                )));
+            }
+        }
+        if let Some((path, digest, size)) = layer {
+            layers.push(LayerFile {
+                path: path.to_path_buf(),
+                desc: Descriptor {
+                    media_type: MT_DOCKER_LAYER.into(),
+                    digest: digest.to_string(),
+                    size,
+                    ..Default::default()
+                },
+            });
+        }
+        let lease = self.create_lease("commit").await?;
+        let result = self
+            .store_image(config_bytes, config, &layers, names, &lease)
+            .await;
+        self.delete_lease(lease).await;
+        result
+    }
+
     /// Puts an image into containerd as its own tools would: the layer blobs, the
     /// config and a Docker v2 manifest in the content store (with the labels that tie
     /// them together for the garbage collector), the unpacked snapshots, and one image

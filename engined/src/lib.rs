@@ -4,17 +4,23 @@
 #![recursion_limit = "256"]
 
 pub mod api;
+pub mod archive;
 pub mod changes;
 pub mod config;
 pub mod ctrd;
 pub mod daemon;
 pub mod error;
+pub mod filters;
 pub mod follow;
+pub mod fstree;
 pub mod images;
 pub mod import;
+pub mod layerdiff;
 pub mod listen;
+pub mod prune;
 pub mod reference;
 pub mod restart;
+pub mod rootfs;
 pub mod save;
 pub mod server;
 pub mod spec;
@@ -22,6 +28,7 @@ pub mod stats;
 pub mod supervisor;
 pub mod top;
 pub mod util;
+pub mod volumes;
 
 use std::sync::Arc;
 
