@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use containerd_client::tonic::Code;
 use containerd_client::types::Descriptor;
 use futures_util::StreamExt;
 use hyper::body::Incoming;
@@ -470,6 +471,40 @@ async fn pull_leased(
 
 /// Streams one layer from the registry into the content store, reporting progress.
 async fn download(
+    d: &Daemon,
+    c: &Client,
+    r: &Reference,
+    layer: &Descriptor,
+    diff_id: &str,
+    lease: &str,
+    p: &Progress,
+) -> ApiResult<()> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    let mut waiting = false;
+    loop {
+        match download_once(d, c, r, layer, diff_id, lease, p).await {
+            // Another pull is writing the same blob: it is ours once that one ends.
+            Err(ApiError::Containerd { source, .. })
+                if source.code() == Code::Unavailable && Instant::now() < deadline =>
+            {
+                if !waiting {
+                    p.layer(&short(&layer.digest), "Waiting").await;
+                    waiting = true;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                if d.images.has_blob(&layer.digest).await? {
+                    return Ok(());
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How long a pull waits for another one that writes the same layer.
+const LOCK_WAIT: Duration = Duration::from_secs(600);
+
+async fn download_once(
     d: &Daemon,
     c: &Client,
     r: &Reference,

@@ -9,11 +9,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use containerd_client::events::TaskOom;
+use containerd_client::services::v1::SubscribeRequest;
+use containerd_client::types::Envelope;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Request, Response};
+use prost::Message;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
+use tracing::debug;
 
 use crate::daemon::{Daemon, Record};
 use crate::error::{ApiError, ApiResult};
@@ -342,6 +347,58 @@ pub fn serve(d: &Daemon, req: &Request<Incoming>) -> ApiResult<Response<Body>> {
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(r)
+}
+
+/// Turns containerd's `/tasks/oom` events (published by the shims) into `oom`
+/// events of the containers, for as long as engined runs: the subscription is made
+/// again whenever containerd goes away and comes back.
+pub async fn watch_containerd(d: Arc<Daemon>) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let subscribed = d
+            .ctrd
+            .events()
+            .subscribe(d.ctrd.req(SubscribeRequest {
+                filters: vec![r#"topic=="/tasks/oom""#.to_string()],
+            }))
+            .await;
+        match subscribed {
+            Ok(stream) => {
+                delay = Duration::from_millis(100);
+                let mut stream = stream.into_inner();
+                loop {
+                    match stream.message().await {
+                        Ok(Some(envelope)) => oom_of(&d, &envelope),
+                        Ok(None) => break,
+                        Err(s) => {
+                            debug!(error = %s.message(), "containerd's event stream ended");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(s) => debug!(error = %s.message(), "subscribing to containerd's events"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn oom_of(d: &Daemon, envelope: &Envelope) {
+    if envelope.namespace != d.cfg.containerd_namespace || envelope.topic != "/tasks/oom" {
+        return;
+    }
+    let Some(any) = &envelope.event else {
+        return;
+    };
+    match TaskOom::decode(any.value.as_slice()) {
+        Ok(oom) => {
+            if let Ok(c) = d.find(&oom.container_id) {
+                d.events.container(&c.record(), "oom", &[]);
+            }
+        }
+        Err(e) => debug!(error = %e, "undecodable /tasks/oom event"),
+    }
 }
 
 /// Image events of `docker tag`: the image's id, the new name.

@@ -65,6 +65,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     let ctrd = ctrd::Ctrd::connect(&address, &cfg.containerd_namespace, &cfg.snapshotter).await?;
     let pidfile = cfg.pidfile.clone();
     let daemon = daemon::Daemon::new(cfg, ctrd).await?;
+    tokio::spawn(events::watch_containerd(Arc::clone(&daemon)));
     let mut unix = Vec::new();
     let mut tcp = Vec::new();
     for e in &endpoints {

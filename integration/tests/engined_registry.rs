@@ -166,6 +166,27 @@ fn engined_registry_run_pulls_an_absent_image() {
     );
     let images = e.docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert!(images.ok().stdout.contains(&image), "{images}");
+
+    // Three runs at once of an image that is not here: three pulls of the same
+    // layers (one writes each blob, the others wait for it), then three runs.
+    e.docker(&["rmi", &image]).ok();
+    let outs: Vec<Output> = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..3)
+            .map(|i| {
+                let (e, short) = (&e, &short);
+                scope.spawn(move || e.run(&["--rm", short, "echo", &format!("parallel-{i}")]))
+            })
+            .collect();
+        runs.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    for (i, out) in outs.iter().enumerate() {
+        out.ok();
+        assert_eq!(
+            out.stdout.lines().last(),
+            Some(format!("parallel-{i}").as_str()),
+            "{out}"
+        );
+    }
 }
 
 #[test]
@@ -518,6 +539,20 @@ fn engined_registry_events_since_until_and_filters() {
         .ok();
     let sleeper = e.container_id("evsleep");
     e.docker(&["exec", "evsleep", "true"]).ok();
+    // A kill by the kernel's OOM killer: `oom` before `die`.
+    let oom = e.run(&[
+        "--rm",
+        "--name",
+        "evoom",
+        "--memory",
+        "16m",
+        "--memory-swap",
+        "16m",
+        BUSYBOX,
+        "tail",
+        "/dev/zero",
+    ]);
+    oom.assert_code(137);
     e.docker(&["kill", "evsleep"]).ok();
     e.docker(&["wait", "evsleep"]).ok();
     e.docker(&["rm", "evsleep"]).ok();
@@ -566,6 +601,19 @@ fn engined_registry_events_since_until_and_filters() {
             "no {a}: {sleeper_actions:?}"
         );
     }
+    let oom_id = evs
+        .iter()
+        .find(|v| v["Action"] == "create" && v["Actor"]["Attributes"]["name"] == "evoom")
+        .unwrap_or_else(|| panic!("no create of evoom:\n{past}"))["Actor"]["ID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let oom_actions = actions_of(&evs, &oom_id);
+    let at = |a: &str| oom_actions.iter().position(|x| x == a);
+    assert!(
+        at("oom").is_some() && at("oom") < at("die"),
+        "{oom_actions:?}"
+    );
     let tag = evs
         .iter()
         .find(|v| v["Type"] == "image" && v["Action"] == "tag")
@@ -621,7 +669,7 @@ fn engined_registry_events_since_until_and_filters() {
         events(out.ok())
     };
     let dies = filtered(&["event=die"]);
-    assert_eq!(dies.len(), 2, "{dies:?}");
+    assert_eq!(dies.len(), 3, "{dies:?}");
     assert!(dies.iter().all(|v| v["Action"] == "die"));
     let evrun = filtered(&["container=evrun"]);
     assert_eq!(actions_of(&evrun, &run_id).len(), evrun.len());
