@@ -9,7 +9,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use content::{ContentError, Digest, Labels};
-use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -20,13 +19,6 @@ use unpack::oci;
 
 use crate::Daemon;
 use crate::error::{LiteError, Result};
-
-const ACCEPT: [&str; 4] = [
-    oci::OCI_INDEX,
-    oci::DOCKER_LIST,
-    oci::OCI_MANIFEST,
-    oci::DOCKER_MANIFEST,
-];
 
 #[derive(Debug, Clone)]
 pub struct PullOptions {
@@ -58,65 +50,23 @@ fn reg_err(e: impl std::fmt::Display) -> LiteError {
     LiteError::Registry(e.to_string())
 }
 
+impl From<registry::Error> for LiteError {
+    fn from(e: registry::Error) -> Self {
+        match e {
+            registry::Error::NotFound(m) => LiteError::NotFound(m),
+            other => LiteError::Registry(other.to_string()),
+        }
+    }
+}
+
 fn client(reference: &Reference, plain_http: bool) -> Client {
-    let protocol = if plain_http {
-        ClientProtocol::HttpsExcept(vec![reference.resolve_registry().to_string()])
-    } else {
-        ClientProtocol::Https
-    };
-    Client::new(ClientConfig {
-        protocol,
-        ..Default::default()
-    })
-}
-
-fn media_type_of(bytes: &[u8]) -> Result<String> {
-    let v: Value = serde_json::from_slice(bytes)
-        .map_err(|e| LiteError::Registry(format!("manifest is not JSON: {e}")))?;
-    if let Some(mt) = v.get("mediaType").and_then(Value::as_str) {
-        return Ok(mt.to_string());
-    }
-    Ok(if v.get("manifests").is_some() {
-        oci::OCI_INDEX.to_string()
-    } else {
-        oci::OCI_MANIFEST.to_string()
-    })
-}
-
-fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
+    registry::client(reference.registry(), plain_http)
 }
 
 /// The index entry for this host (or the only entry without a platform).
 fn pick_manifest(index: &[u8]) -> Result<(String, String, i64)> {
-    let v: Value = serde_json::from_slice(index).map_err(reg_err)?;
-    let list = v
-        .get("manifests")
-        .and_then(Value::as_array)
-        .ok_or_else(|| LiteError::Registry("index without manifests".into()))?;
-    let entry = |m: &Value| {
-        Some((
-            m.get("digest")?.as_str()?.to_string(),
-            m.get("mediaType")?.as_str()?.to_string(),
-            m.get("size")?.as_i64()?,
-        ))
-    };
-    let host = list.iter().find(|m| {
-        let p = m.get("platform");
-        p.and_then(|p| p.get("os")).and_then(Value::as_str) == Some("linux")
-            && p.and_then(|p| p.get("architecture"))
-                .and_then(Value::as_str)
-                == Some(host_arch())
-    });
-    host.or_else(|| list.iter().find(|m| m.get("platform").is_none()))
-        .and_then(entry)
-        .ok_or_else(|| {
-            LiteError::NotFound(format!("a linux/{} manifest in the index", host_arch()))
-        })
+    let e = registry::pick_platform(index, "linux", registry::host_arch())?;
+    Ok((e.digest, e.media_type, e.size))
 }
 
 fn write_small(d: &Daemon, ns: &str, digest: &Digest, data: &[u8], labels: &Labels) -> Result<()> {
@@ -233,36 +183,16 @@ async fn pull_leased(
         )?;
         Ok(())
     };
-    let (root_bytes, root_digest) = c
-        .pull_manifest_raw(r, auth, &ACCEPT)
-        .await
-        .map_err(reg_err)?;
-    let root_mt = media_type_of(&root_bytes)?;
-    let root_dg = Digest::parse(&root_digest)?;
-    if Digest::of(&root_bytes) != root_dg {
-        return Err(LiteError::Registry(format!(
-            "manifest digest mismatch for {name}"
-        )));
-    }
+    let (root, child) = registry::resolve(c, r, auth, "linux", registry::host_arch()).await?;
+    let root_mt = root.media_type.clone();
+    let root_dg = Digest::parse(&root.digest)?;
+    let root_bytes = root.bytes;
     lease_add(root_dg.as_str())?;
-    let (manifest_bytes, manifest_dg) = if oci::is_index(&root_mt) {
-        let (dg, _mt, _size) = pick_manifest(&root_bytes)?;
-        let child = r.clone_with_digest(dg.clone());
-        let (bytes, _) = c
-            .pull_manifest_raw(&child, auth, &ACCEPT)
-            .await
-            .map_err(reg_err)?;
-        let cdg = Digest::parse(&dg)?;
-        if Digest::of(&bytes) != cdg {
-            return Err(LiteError::Registry(format!(
-                "manifest {dg}: digest mismatch"
-            )));
-        }
-        lease_add(cdg.as_str())?;
-        (bytes, cdg)
-    } else {
-        (root_bytes.clone(), root_dg.clone())
-    };
+    let manifest_dg = Digest::parse(&child.digest)?;
+    if manifest_dg != root_dg {
+        lease_add(manifest_dg.as_str())?;
+    }
+    let manifest_bytes = child.bytes;
     let manifest: oci::Manifest = serde_json::from_slice(&manifest_bytes)
         .map_err(|e| LiteError::Registry(format!("manifest {manifest_dg}: {e}")))?;
     let mut blobs: Vec<OciDescriptor> = Vec::new();

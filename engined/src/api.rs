@@ -53,7 +53,8 @@ pub async fn dispatch(
         (&Method::GET | &Method::HEAD, ["_ping"]) => Ok(ping(method)),
         (&Method::GET, ["version"]) => version(&d).await,
         (&Method::GET, ["info"]) => Ok(json(StatusCode::OK, &info(&d).await)),
-        (&Method::GET, ["events"]) => events(&req),
+        (&Method::GET, ["events"]) => crate::events::serve(&d, &req),
+        (&Method::POST, ["auth"]) => crate::distribution::login(&d, req).await,
         (&Method::GET, ["containers", "json"]) => list_containers(&d, &req).await,
         (&Method::POST, ["containers", "create"]) => create_container(&d, req).await,
         (&Method::POST, ["containers", "prune"]) => crate::prune::containers(&d, &req).await,
@@ -74,19 +75,18 @@ pub async fn dispatch(
         (&Method::GET, ["images", "json"]) => list_images(&d).await,
         (&Method::POST, ["images", "load"]) => load(&d, req).await,
         (&Method::GET, ["images", "get"]) => {
-            crate::save::save(&d, &crate::save::query_values(req.uri().query(), "names")).await
+            let names = crate::save::query_values(req.uri().query(), "names");
+            crate::events::saved(&d, &names).await;
+            crate::save::save(&d, &names).await
         }
         (&Method::POST, ["images", "create"])
             if !crate::save::query_values(req.uri().query(), "fromSrc").is_empty() =>
         {
             crate::import::import(&d, req).await
         }
-        (&Method::POST, ["images", "create"]) => {
-            let q = query(&req);
-            let from = q.get("fromImage").cloned().unwrap_or_default();
-            Err(ApiError::NotFound(format!(
-                "pull access denied for {from}: engined cannot pull images yet (use docker load)"
-            )))
+        (&Method::POST, ["images", "create"]) => crate::distribution::pull(d, req).await,
+        (&Method::POST, ["images", name @ .., "push"]) if !name.is_empty() => {
+            crate::distribution::push(d.clone(), req, &name.join("/")).await
         }
         (&Method::POST, ["images", "prune"]) => crate::prune::images(&d, &req).await,
         (_, ["images", ..]) if parts.len() >= 2 => image_route(&d, req, method, &parts[1..]).await,
@@ -265,30 +265,6 @@ async fn info(d: &Daemon) -> Value {
         "SecurityOptions": ["name=seccomp,profile=default"],
         "Warnings": []
     })
-}
-
-/// Events are not produced yet; the stream stays open (as dockerd's does) so that
-/// `docker stats` and `docker events` do not fail, and ends at `until` if given.
-fn events(req: &Request<Incoming>) -> ApiResult<Response<Body>> {
-    let q = query(req);
-    let (tx, rx) = mpsc::channel::<Bytes>(1);
-    let until = q
-        .get("until")
-        .and_then(|u| u.split('.').next()?.parse::<i64>().ok());
-    tokio::spawn(async move {
-        match until {
-            Some(u) => {
-                let wait = (u - util::now_unix()).max(0) as u64;
-                tokio::time::sleep(Duration::from_secs(wait)).await;
-            }
-            None => tx.closed().await,
-        }
-        drop(tx);
-    });
-    let mut r = Response::new(channel_body(rx));
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok(r)
 }
 
 pub(crate) fn status_text(c: &Container) -> (String, String) {
@@ -880,6 +856,7 @@ fn attach(
         ));
     }
     let rec = c.record();
+    d.events.container(&rec, "attach", &[]);
     let with_logs = truthy(q, "logs");
     let live = truthy(q, "stream");
     // A created or exited container is attached to for its next run (`docker
@@ -1249,6 +1226,7 @@ async fn load(d: &Daemon, req: Request<Incoming>) -> ApiResult<Response<Body>> {
     let mut out = Vec::new();
     match loaded {
         Ok(names) => {
+            crate::events::loaded(d, &names).await;
             for n in names {
                 out.extend_from_slice(
                     serde_json::to_string(&json!({ "stream": format!("{n}\n") }))
@@ -1303,6 +1281,7 @@ async fn image_route(
                 None => repo,
             };
             d.images.tag(&name, &target).await?;
+            crate::events::tagged(d, &name, &target).await;
             Ok(status(StatusCode::CREATED))
         }
         (&Method::GET, "history") if parts.len() > 1 => {
@@ -1314,11 +1293,16 @@ async fn image_route(
                 .ok_or_else(|| ApiError::NotFound(format!("No such image: {name}")))?;
             Ok(json(StatusCode::OK, &crate::images::history(&i)))
         }
-        (&Method::GET, "get") if parts.len() > 1 => crate::save::save(d, &[name_of(1)]).await,
+        (&Method::GET, "get") if parts.len() > 1 => {
+            crate::events::saved(d, &[name_of(1)]).await;
+            crate::save::save(d, &[name_of(1)]).await
+        }
         (&Method::DELETE, _) => {
             let name = parts.join("/");
             let force = truthy(&q, "force");
+            let id = d.images.lookup(&name).await.map(|i| i.id);
             let items = d.images.remove(&name, force, |id| d.image_user(id)).await?;
+            crate::events::removed(d, id.as_deref().unwrap_or(""), &items);
             Ok(json(StatusCode::OK, &items))
         }
         _ => Err(server::method_not_allowed(

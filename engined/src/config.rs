@@ -71,6 +71,10 @@ pub struct Config {
     /// Serve tcp:// hosts as plain HTTP: whoever reaches the port controls the host.
     #[arg(long)]
     pub insecure_tcp: bool,
+    /// A registry reached over plain HTTP (repeatable): `HOST:PORT`, `HOST` or an
+    /// IPv4 CIDR. Loopback registries (localhost, 127.0.0.0/8) always are.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
 }
 
 impl Config {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use containerd_client::services::v1::{
     containers_client::ContainersClient, content_client::ContentClient, diff_client::DiffClient,
-    images_client::ImagesClient, leases_client::LeasesClient,
+    events_client::EventsClient, images_client::ImagesClient, leases_client::LeasesClient,
     snapshots::snapshots_client::SnapshotsClient, tasks_client::TasksClient,
     version_client::VersionClient,
 };
@@ -91,6 +91,9 @@ impl Ctrd {
     }
     pub fn diff(&self) -> DiffClient<Channel> {
         DiffClient::new(self.channel.clone())
+    }
+    pub fn events(&self) -> EventsClient<Channel> {
+        EventsClient::new(self.channel.clone())
     }
     pub fn images(&self) -> ImagesClient<Channel> {
         ImagesClient::new(self.channel.clone())

@@ -311,6 +311,7 @@ pub struct Daemon {
     containers: RwLock<HashMap<String, Arc<Container>>>,
     execs: Mutex<HashMap<String, Arc<Exec>>>,
     pub started: Instant,
+    pub events: crate::events::Hub,
 }
 
 /// The body of `POST /containers/create`.
@@ -341,6 +342,7 @@ impl Daemon {
             containers: RwLock::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
             started: Instant::now(),
+            events: crate::events::Hub::new(),
         });
         d.restore().await;
         Ok(d)
@@ -667,6 +669,7 @@ impl Daemon {
         }
         drop(c);
         info!(name = %rec.name, "created");
+        self.events.container(&rec, "create", &[]);
         Ok(id)
     }
 
@@ -1044,6 +1047,7 @@ impl Daemon {
         let c2 = c.clone();
         tokio::spawn(async move { d.reap(c2).await });
         debug!(pid, "started");
+        self.events.container(&c.record(), "start", &[]);
         Ok(())
     }
 
@@ -1216,6 +1220,8 @@ impl Daemon {
             l.running = false;
         });
         info!(container_id = %c.id, code, restart, "exited");
+        self.events
+            .container(&c.record(), "die", &[("exitCode", code.to_string())]);
         if restart {
             let delay = lock(&c.backoff).next(ran_for);
             self.schedule_start(c.clone(), delay);
@@ -1303,7 +1309,11 @@ impl Daemon {
             }))
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.events
+                    .container(&c.record(), "kill", &[("signal", sig.to_string())]);
+                Ok(())
+            }
             Err(s) if s.code() == Code::NotFound => Ok(()),
             Err(s) => Err(s).ctx(|| format!("signal {sig}")),
         }
@@ -1328,7 +1338,9 @@ impl Daemon {
             return Err(ApiError::NotModified);
         }
         self.stopped_by_user(c);
-        self.terminate(c, timeout).await
+        self.terminate(c, timeout).await?;
+        self.events.container(&c.record(), "stop", &[]);
+        Ok(())
     }
 
     /// The stop signal (SIGTERM unless the image or create said otherwise), then
@@ -1370,9 +1382,11 @@ impl Daemon {
             Err(e) => return Err(e),
         }
         match self.start(c).await {
-            Ok(()) | Err(ApiError::NotModified) => Ok(()),
-            Err(e) => Err(e),
+            Ok(()) | Err(ApiError::NotModified) => {}
+            Err(e) => return Err(e),
         }
+        self.events.container(&c.record(), "restart", &[]);
+        Ok(())
     }
 
     /// Freezes the container's processes (freezer cgroup).
@@ -1400,7 +1414,9 @@ impl Daemon {
             }))
             .await
             .ctx(|| "pause".into())?;
-        self.set_status(c, "paused")
+        self.set_status(c, "paused")?;
+        self.events.container(&c.record(), "pause", &[]);
+        Ok(())
     }
 
     pub async fn unpause(&self, c: &Container) -> ApiResult<()> {
@@ -1411,7 +1427,9 @@ impl Daemon {
                 c.id
             )));
         }
-        self.resume_task(c).await
+        self.resume_task(c).await?;
+        self.events.container(&c.record(), "unpause", &[]);
+        Ok(())
     }
 
     async fn resume_task(&self, c: &Container) -> ApiResult<()> {
@@ -1541,6 +1559,7 @@ impl Daemon {
             crate::volumes::remove_anonymous_of(self, &c.id);
         }
         c.life.send_modify(|l| l.removed = true);
+        self.events.container(&c.record(), "destroy", &[]);
         Ok(())
     }
 
@@ -1618,8 +1637,11 @@ impl Daemon {
             )));
         }
         let mut r = lock(&c.rec);
-        r.name = new.to_string();
-        self.save(&r)
+        let old = std::mem::replace(&mut r.name, new.to_string());
+        self.save(&r)?;
+        self.events
+            .container(&r, "rename", &[("oldName", format!("/{old}"))]);
+        Ok(())
     }
 
     // ---- exec ----
@@ -1635,6 +1657,10 @@ impl Daemon {
             return Err(ApiError::BadRequest("No exec command specified".into()));
         }
         let id = util::new_id();
+        let ev = format!(
+            "exec_create: {}",
+            config.cmd.clone().unwrap_or_default().join(" ")
+        );
         lock(&self.execs).insert(
             id.clone(),
             Arc::new(Exec {
@@ -1644,6 +1670,8 @@ impl Daemon {
                 state: Mutex::new(ExecState::default()),
             }),
         );
+        self.events
+            .container(&c.record(), &ev, &[("execID", id.clone())]);
         Ok(id)
     }
 
@@ -1778,6 +1806,12 @@ impl Daemon {
             st.running = true;
             st.pid = i64::from(pid);
         }
+        let cmd = format!(
+            "exec_start: {}",
+            cfg.cmd.clone().unwrap_or_default().join(" ")
+        );
+        self.events
+            .container(&rec, &cmd, &[("execID", e.id.clone())]);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let d = self.clone();
         let e2 = e.clone();
@@ -1811,6 +1845,8 @@ impl Daemon {
                 st.running = false;
                 st.exit_code = Some(code);
             }
+            let attrs = [("execID", e2.id.clone()), ("exitCode", code.to_string())];
+            d.events.container(&rec, "exec_die", &attrs);
             let _ = tx.send(code);
         });
         Ok((fifos, rx))

@@ -28,6 +28,8 @@ use crate::ctrd::Ctrd;
 use crate::error::{ApiError, ApiResult, Context};
 use crate::reference;
 
+mod remote;
+
 pub const MT_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const MT_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 pub const MT_DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";

@@ -204,6 +204,7 @@ pub async fn import(d: &Daemon, req: Request<Incoming>) -> ApiResult<Response<Bo
         store_ms = (started.elapsed() - decompressed).as_millis() as u64,
         "imported"
     );
+    d.events.image("import", &image.id, Some(&image.id));
     Ok(server::json(StatusCode::OK, &json!({ "status": image.id })))
 }
 

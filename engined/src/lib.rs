@@ -9,8 +9,10 @@ pub mod changes;
 pub mod config;
 pub mod ctrd;
 pub mod daemon;
+pub mod distribution;
 pub mod error;
 pub mod filters;
+pub mod events;
 pub mod follow;
 pub mod fstree;
 pub mod images;
@@ -70,6 +72,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     let ctrd = ctrd::Ctrd::connect(&address, &cfg.containerd_namespace, &cfg.snapshotter).await?;
     let pidfile = cfg.pidfile.clone();
     let daemon = daemon::Daemon::new(cfg, ctrd).await?;
+    tokio::spawn(events::watch_containerd(Arc::clone(&daemon)));
     let mut unix = Vec::new();
     let mut tcp = Vec::new();
     for e in &endpoints {
