@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod changes;
+pub mod clientcompat;
 pub mod config;
 pub mod ctrd;
 pub mod daemon;
