@@ -567,7 +567,9 @@ fn inspect(d: &Daemon, c: &Container) -> ContainerInspectResponse {
         mount_label: Some(String::new()),
         process_label: Some(String::new()),
         app_armor_profile: Some(String::new()),
-        host_config: Some(r.host_config.clone()),
+        host_config: Some(crate::clientcompat::inspect_host_config(
+            r.host_config.clone(),
+        )),
         mounts: Some(crate::volumes::mount_points(d, &r)),
         config: Some(config),
         ..Default::default()

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod archive;
 pub mod changes;
+pub mod clientcompat;
 pub mod config;
 pub mod ctrd;
 pub mod daemon;

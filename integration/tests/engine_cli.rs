@@ -1,0 +1,1534 @@
+//! The `engine` CLI (target/debug/engine) against the harness's engined: every
+//! command engined serves today, its tables and `--format` next to the real
+//! docker CLI's on the same daemon, exit statuses, `-H`/`ENGINE_HOST`/contexts,
+//! `run -it` through a pseudo-terminal, and docker-py (PyPI `docker`) as a third
+//! client.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use integration::daemon::{short_tempdir, unique_name};
+use integration::engined::{BUSYBOX, Engined, workspace_bin};
+use integration::{COMMAND_TIMEOUT, Output, run_with_timeout, wait_for};
+
+/// `engine -H <engined> ARGS`, isolated from the caller's environment and config.
+fn engine_command(e: &Engined, args: &[&str]) -> Command {
+    let bin = workspace_bin("engine");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        bin.display()
+    );
+    let mut c = Command::new(bin);
+    c.arg("-H")
+        .arg(e.host())
+        .args(args)
+        .env("DOCKER_CONFIG", e.dir().join("engine-cli"))
+        .env_remove("ENGINE_HOST")
+        .env_remove("DOCKER_HOST")
+        .env_remove("DOCKER_CONTEXT")
+        .stdin(Stdio::null());
+    c
+}
+
+fn engine(e: &Engined, args: &[&str]) -> Output {
+    run_with_timeout(engine_command(e, args), COMMAND_TIMEOUT)
+}
+
+/// engined with busybox loaded through `engine load` (which the test checks).
+fn daemon() -> Engined {
+    let e = Engined::start();
+    let tar = e.dir().join("busybox.tar");
+    let image = testkit::image::busybox_image().unwrap();
+    testkit::image::write_docker_archive(&image, &tar).unwrap();
+    let out = engine(&e, &["load", "-i", tar.to_str().unwrap()]);
+    assert_eq!(out.ok().stdout, "Loaded image: busybox:latest\n", "{out}");
+    e
+}
+
+fn docker_state(e: &Engined, name: &str) -> String {
+    let out = e.docker(&["inspect", "--format", "{{.State.Status}}", name]);
+    out.ok().stdout.trim().to_string()
+}
+
+#[test]
+fn engine_cli_run_output_and_exit_statuses() {
+    let e = daemon();
+    let out = engine(
+        &e,
+        &["run", "--rm", BUSYBOX, "echo", "hello from a container"],
+    );
+    assert_eq!(out.ok().stdout, "hello from a container\n");
+    // --rm removed it: nothing is left.
+    assert_eq!(e.docker(&["ps", "-aq"]).ok().stdout, "");
+
+    let name = unique_name();
+    let out = engine(
+        &e,
+        &[
+            "run",
+            "--name",
+            &name,
+            "--network",
+            "none",
+            BUSYBOX,
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ],
+    );
+    out.assert_code(3);
+    assert_eq!(out.stdout, "out\n");
+    assert_eq!(out.stderr, "err\n");
+    assert_eq!(docker_state(&e, &name), "exited");
+
+    // docker's statuses: 127 for a command that is not there, 125 for a daemon
+    // error (a missing image that cannot be pulled) and for a bad command line;
+    // and the real docker CLI gives the same for each.
+    for (args, code) in [
+        (vec!["run", "--rm", BUSYBOX, "nosuchcommand"], 127),
+        (vec!["run", "--rm", BUSYBOX, "/etc/passwd"], 127),
+        (vec!["run", "--rm", "nosuchimage", "true"], 125),
+        (
+            vec!["run", "--rm", "--memory", "lots", BUSYBOX, "true"],
+            125,
+        ),
+        (
+            vec!["run", "--rm", "--restart", "always", BUSYBOX, "true"],
+            125,
+        ),
+        (vec!["run", "--rm", "--bogus-flag", BUSYBOX, "true"], 125),
+        (vec!["rm", "nosuchcontainer"], 1),
+    ] {
+        let ours = engine(&e, &args);
+        ours.assert_code(code);
+        let theirs = e.docker(&args);
+        assert_eq!(
+            theirs.code(),
+            Some(code),
+            "docker differs:\n{theirs}\nengine:\n{ours}"
+        );
+    }
+    let missing = engine(&e, &["run", "--rm", "nosuchimage", "true"]);
+    assert!(
+        missing
+            .stderr
+            .contains("Unable to find image 'nosuchimage:latest' locally"),
+        "{missing}"
+    );
+    let nf = engine(&e, &["run", "--rm", BUSYBOX, "nosuchcommand"]);
+    assert!(nf.stderr.contains("executable file not found"), "{nf}");
+    let rm = engine(&e, &["rm", "nosuchcontainer"]);
+    assert_eq!(
+        rm.stderr,
+        "Error response from daemon: No such container: nosuchcontainer\n"
+    );
+
+    // Flags after the image belong to the command; -e, -w, -u, --entrypoint,
+    // --read-only, --memory and --cpus reach the container.
+    let out = engine(
+        &e,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-e",
+            "FOO=bar",
+            "-w",
+            "/tmp",
+            "-u",
+            "65534:65534",
+            "--read-only",
+            "--memory",
+            "64m",
+            "--cpus",
+            "0.5",
+            "--entrypoint",
+            "sh",
+            BUSYBOX,
+            "-c",
+            "echo $FOO $(pwd) $(id -u); touch /x 2>/dev/null || echo read-only",
+        ],
+    );
+    assert_eq!(out.ok().stdout, "bar /tmp 65534\nread-only\n");
+    let id = engine(
+        &e,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "limits",
+            "--memory",
+            "64m",
+            "--cpus",
+            "0.5",
+            "--restart",
+            "on-failure:2",
+            BUSYBOX,
+            "sleep",
+            "60",
+        ],
+    );
+    let id = id.ok().stdout.trim().to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    let fields = e.docker(&[
+        "inspect", "--format",
+        "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}",
+        "limits",
+    ]);
+    assert_eq!(fields.ok().stdout.trim(), "67108864 500000000 on-failure:2");
+    let cg = std::fs::read_to_string(
+        e.cgroup_dir("memory", "limits")
+            .join("memory.limit_in_bytes"),
+    )
+    .unwrap();
+    assert_eq!(cg.trim(), "67108864");
+    // `create` makes a container that has not started.
+    let created = engine(&e, &["create", "--name", "made", BUSYBOX, "true"]);
+    assert_eq!(created.ok().stdout.trim().len(), 64);
+    assert_eq!(docker_state(&e, "made"), "created");
+}
+
+#[test]
+fn engine_cli_tables_and_formats_match_docker() {
+    let e = daemon();
+    let a = unique_name();
+    let b = unique_name();
+    engine(
+        &e,
+        &[
+            "run", "-d", "--name", &a, "-l", "tier=web", BUSYBOX, "sleep", "60",
+        ],
+    )
+    .ok();
+    engine(
+        &e,
+        &["run", "--name", &b, "--network", "none", BUSYBOX, "true"],
+    )
+    .ok();
+    // Columns without clocks in them are the same byte for byte.
+    for args in [
+        vec![
+            "ps",
+            "-a",
+            "--format",
+            "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.State}}\t{{.Names}}",
+        ],
+        vec![
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}} {{.Label \"tier\"}} {{.Labels}}",
+        ],
+        vec!["ps", "--format", "{{json .Names}} {{upper .State}} {{.ID}}"],
+        vec!["ps", "-aq"],
+        vec!["ps", "-a", "-q", "--no-trunc"],
+        vec![
+            "ps",
+            "-a",
+            "--filter",
+            "status=exited",
+            "--format",
+            "{{.Names}}",
+        ],
+        vec!["images"],
+        vec!["images", "-q"],
+        vec![
+            "images",
+            "--format",
+            "{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}",
+        ],
+        vec![
+            "inspect",
+            "--format",
+            "{{.Name}} {{.State.Status}} {{.Config.Image}} {{json .Config.Cmd}}",
+            &a,
+        ],
+        vec!["inspect", "-f", "{{range .Config.Env}}[{{.}}]{{end}}", &b],
+        vec![
+            "version",
+            "--format",
+            "{{.Server.APIVersion}} {{.Server.Os}}",
+        ],
+        vec![
+            "info",
+            "--format",
+            "{{.Containers}} {{.ContainersRunning}} {{.OSType}} {{.LoggingDriver}}",
+        ],
+    ] {
+        let ours = engine(&e, &args);
+        let theirs = e.docker(&args);
+        assert_eq!(ours.ok().stdout, theirs.ok().stdout, "for {args:?}");
+    }
+    // The default ps table: the same header, and the same rows apart from clocks.
+    let ours = engine(&e, &["ps", "-a"]).ok().stdout.clone();
+    let theirs = e.docker(&["ps", "-a"]).ok().stdout.clone();
+    // Column widths follow the rows' "N seconds ago", so compare the titles.
+    let header = |s: &str| -> Vec<String> {
+        s.lines()
+            .next()
+            .unwrap_or("")
+            .split("  ")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(header(&ours), header(&theirs));
+    assert_eq!(
+        header(&ours),
+        [
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "PORTS",
+            "NAMES"
+        ]
+    );
+    assert_eq!(ours.lines().count(), 3, "{ours}");
+    let names = |s: &str| -> Vec<String> {
+        s.lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().last().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&ours), names(&theirs));
+    // json: one object per line with docker's keys.
+    let json = engine(&e, &["ps", "--format", "json"]);
+    let row: serde_json::Value = serde_json::from_str(json.ok().stdout.trim()).unwrap();
+    assert_eq!(row["Names"], a.as_str());
+    assert_eq!(row["State"], "running");
+    assert_eq!(row["Labels"], "tier=web");
+    let keys: Vec<&String> = row.as_object().unwrap().keys().collect();
+    let theirs: serde_json::Value =
+        serde_json::from_str(e.docker(&["ps", "--format", "json"]).ok().stdout.trim()).unwrap();
+    assert_eq!(keys, theirs.as_object().unwrap().keys().collect::<Vec<_>>());
+    // inspect without a format is a JSON array of the full objects.
+    let full = engine(&e, &["inspect", &a]);
+    let v: serde_json::Value = serde_json::from_str(&full.ok().stdout).unwrap();
+    assert_eq!(v[0]["Id"].as_str().unwrap(), e.container_id(&a));
+    assert_eq!(v[0]["State"]["Running"], true);
+    assert!(
+        full.stdout.starts_with("[\n    {\n        \""),
+        "{}",
+        full.stdout
+    );
+    let img: serde_json::Value =
+        serde_json::from_str(&engine(&e, &["inspect", BUSYBOX]).ok().stdout).unwrap();
+    assert!(
+        img[0]["RepoTags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == BUSYBOX),
+        "{img}"
+    );
+    let none = engine(&e, &["inspect", "nosuchobject"]);
+    none.assert_code(1);
+    assert_eq!(none.stdout, "[]\n");
+    assert_eq!(none.stderr, "Error: No such object: nosuchobject\n");
+    let bad = engine(&e, &["ps", "--format", "{{.Names"]);
+    bad.assert_code(125);
+    // The full version and info reports.
+    let v = engine(&e, &["version"]);
+    assert!(
+        v.ok()
+            .stdout
+            .contains("API version:       1.41 (downgraded from"),
+        "{v}"
+    );
+    assert!(v.stdout.contains("Server: "), "{v}");
+    let i = engine(&e, &["info"]);
+    assert!(
+        i.ok().stdout.contains(" Containers: 2\n  Running: 1\n"),
+        "{i}"
+    );
+}
+
+#[test]
+fn engine_cli_lifecycle_commands() {
+    let e = daemon();
+    let n = unique_name();
+    engine(&e, &["run", "-d", "--name", &n, BUSYBOX, "sleep", "300"]).ok();
+    assert_eq!(docker_state(&e, &n), "running");
+    assert_eq!(engine(&e, &["pause", &n]).ok().stdout, format!("{n}\n"));
+    assert_eq!(docker_state(&e, &n), "paused");
+    assert!(
+        engine(&e, &["ps", "--format", "{{.Status}}"])
+            .ok()
+            .stdout
+            .contains("(Paused)")
+    );
+    assert_eq!(engine(&e, &["unpause", &n]).ok().stdout, format!("{n}\n"));
+    assert_eq!(docker_state(&e, &n), "running");
+    assert_eq!(
+        engine(&e, &["stop", "-t", "1", &n]).ok().stdout,
+        format!("{n}\n")
+    );
+    assert_eq!(docker_state(&e, &n), "exited");
+    assert_eq!(engine(&e, &["wait", &n]).ok().stdout, "137\n");
+    assert_eq!(engine(&e, &["start", &n]).ok().stdout, format!("{n}\n"));
+    assert_eq!(docker_state(&e, &n), "running");
+    let started = e
+        .docker(&["inspect", "--format", "{{.State.StartedAt}}", &n])
+        .ok()
+        .stdout
+        .clone();
+    assert_eq!(
+        engine(&e, &["restart", "-t", "1", &n]).ok().stdout,
+        format!("{n}\n")
+    );
+    let restarted = e
+        .docker(&["inspect", "--format", "{{.State.StartedAt}}", &n])
+        .ok()
+        .stdout
+        .clone();
+    assert_ne!(started, restarted);
+    assert_eq!(docker_state(&e, &n), "running");
+    // rm of a running container is refused without -f.
+    let refused = engine(&e, &["rm", &n]);
+    refused.assert_code(1);
+    assert!(
+        refused.stderr.contains("cannot remove a running container"),
+        "{refused}"
+    );
+    assert_eq!(
+        engine(&e, &["kill", "-s", "KILL", &n]).ok().stdout,
+        format!("{n}\n")
+    );
+    wait_for(Duration::from_secs(10), "the kill", || {
+        (docker_state(&e, &n) == "exited").then_some(())
+    });
+    let renamed = unique_name();
+    engine(&e, &["rename", &n, &renamed]).ok();
+    assert_eq!(
+        e.docker(&["inspect", "--format", "{{.Name}}", &renamed])
+            .ok()
+            .stdout
+            .trim(),
+        format!("/{renamed}")
+    );
+    assert_eq!(
+        engine(&e, &["rm", &renamed]).ok().stdout,
+        format!("{renamed}\n")
+    );
+    assert_eq!(e.docker(&["ps", "-aq"]).ok().stdout, "");
+    // start of a missing container fails as docker's does.
+    let missing = engine(&e, &["start", "nosuch"]);
+    missing.assert_code(1);
+    assert!(
+        missing
+            .stderr
+            .contains("failed to start containers: nosuch"),
+        "{missing}"
+    );
+    // wait prints each container's status; rm -f of a running one works.
+    let w = unique_name();
+    engine(
+        &e,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &w,
+            BUSYBOX,
+            "sh",
+            "-c",
+            "sleep 1; exit 9",
+        ],
+    )
+    .ok();
+    assert_eq!(engine(&e, &["wait", &w]).ok().stdout, "9\n");
+    let f = unique_name();
+    engine(&e, &["run", "-d", "--name", &f, BUSYBOX, "sleep", "300"]).ok();
+    assert_eq!(
+        engine(&e, &["rm", "-f", &f, &w]).ok().stdout,
+        format!("{f}\n{w}\n")
+    );
+    // start -a attaches and exits with the container's status.
+    let a = unique_name();
+    engine(
+        &e,
+        &[
+            "create",
+            "--name",
+            &a,
+            BUSYBOX,
+            "sh",
+            "-c",
+            "echo attached; exit 4",
+        ],
+    )
+    .ok();
+    let out = engine(&e, &["start", "-a", &a]);
+    out.assert_code(4);
+    assert_eq!(out.stdout, "attached\n");
+}
+
+#[test]
+fn engine_cli_logs_exec_top_stats() {
+    let e = daemon();
+    let n = unique_name();
+    engine(
+        &e,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &n,
+            BUSYBOX,
+            "sh",
+            "-c",
+            "echo one; echo two >&2; echo three; sleep 2; echo four; sleep 300",
+        ],
+    )
+    .ok();
+    wait_for(Duration::from_secs(10), "the first lines", || {
+        engine(&e, &["logs", &n])
+            .stdout
+            .contains("three")
+            .then_some(())
+    });
+    let logs = engine(&e, &["logs", &n]);
+    assert_eq!(logs.ok().stdout, "one\nthree\n");
+    assert_eq!(logs.stderr, "two\n");
+    // logs -f follows new output (and a container that exits ends it).
+    let f = unique_name();
+    engine(
+        &e,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &f,
+            BUSYBOX,
+            "sh",
+            "-c",
+            "echo a; sleep 2; echo b",
+        ],
+    )
+    .ok();
+    let started = Instant::now();
+    let follow = engine(&e, &["logs", "-f", &f]);
+    assert_eq!(follow.ok().stdout, "a\nb\n");
+    assert!(started.elapsed() >= Duration::from_secs(1), "{follow}");
+    let tail = engine(&e, &["logs", "--tail", "1", &f]);
+    assert_eq!(tail.ok().stdout, "b\n");
+    let ts = engine(&e, &["logs", "-t", "--tail", "1", &f]);
+    let (stamp, rest) = ts.ok().stdout.split_once(' ').unwrap();
+    assert!(integration::is_rfc3339(stamp), "{stamp}");
+    assert_eq!(rest, "b\n");
+
+    // exec: output, status, -e, -w, -u, and stdin through -i.
+    let out = engine(
+        &e,
+        &[
+            "exec",
+            "-e",
+            "X=1",
+            "-w",
+            "/tmp",
+            "-u",
+            "65534",
+            &n,
+            "sh",
+            "-c",
+            "echo $X $(pwd) $(id -u); exit 5",
+        ],
+    );
+    out.assert_code(5);
+    assert_eq!(out.stdout, "1 /tmp 65534\n");
+    let mut piped = engine_command(&e, &["exec", "-i", &n, "sh", "-c", "tr a-z A-Z; echo done"]);
+    let input = e.dir().join("stdin.txt");
+    std::fs::write(&input, "from stdin\n").unwrap();
+    piped.stdin(std::fs::File::open(&input).unwrap());
+    let out = run_with_timeout(piped, COMMAND_TIMEOUT);
+    assert_eq!(out.ok().stdout, "FROM STDIN\ndone\n");
+    engine(
+        &e,
+        &["exec", "-d", &n, "sh", "-c", "echo detached > /tmp/d"],
+    )
+    .ok();
+    wait_for(Duration::from_secs(10), "the detached exec", || {
+        (engine(&e, &["exec", &n, "cat", "/tmp/d"]).stdout == "detached\n").then_some(())
+    });
+    let gone = engine(&e, &["exec", "nosuch", "true"]);
+    gone.assert_code(1);
+    assert_eq!(
+        gone.stderr,
+        "Error response from daemon: No such container: nosuch\n"
+    );
+
+    // top: the table docker prints, with the container's processes.
+    let top = engine(&e, &["top", &n]);
+    let theirs = e.docker(&["top", &n]);
+    assert_eq!(
+        top.ok().stdout.lines().next(),
+        theirs.ok().stdout.lines().next()
+    );
+    assert!(top.stdout.contains("sleep 300"), "{top}");
+
+    // stats --no-stream: one row with docker's columns and figures that add up.
+    let stats = engine(&e, &["stats", "--no-stream", &n]);
+    let lines: Vec<&str> = stats.ok().stdout.lines().collect();
+    let theirs = e.docker(&["stats", "--no-stream", &n]);
+    let words = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(
+        words(lines[0]),
+        words(theirs.ok().stdout.lines().next().unwrap())
+    );
+    assert!(lines[0].starts_with("CONTAINER ID   NAME"), "{stats}");
+    assert_eq!(lines.len(), 2, "{stats}");
+    assert!(lines[1].contains(&n), "{stats}");
+    let f = engine(
+        &e,
+        &[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.Name}} {{.PIDs}} {{.NetIO}}",
+            &n,
+        ],
+    );
+    let theirs = e.docker(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.PIDs}} {{.NetIO}}",
+        &n,
+    ]);
+    assert_eq!(f.ok().stdout, theirs.ok().stdout);
+    assert!(
+        f.stdout.starts_with(&format!("{n} ")) && f.stdout.ends_with(" 0B / 0B\n"),
+        "{f}"
+    );
+    let mem = engine(
+        &e,
+        &["stats", "--no-stream", "--format", "{{.MemUsage}}", &n],
+    );
+    assert!(mem.ok().stdout.contains("iB / "), "{mem}");
+}
+
+#[test]
+fn engine_cli_images_save_load_import_tag_rmi() {
+    let e = daemon();
+    let dir = e.dir().to_path_buf();
+    // tag, then the new name is listed, runs, and rmi untags it.
+    engine(&e, &["tag", BUSYBOX, "127.0.0.1:5055/bb:v1"]).ok();
+    let listed = engine(&e, &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(
+        listed.ok().stdout.contains("127.0.0.1:5055/bb:v1\n"),
+        "{listed}"
+    );
+    let rmi = engine(&e, &["rmi", "127.0.0.1:5055/bb:v1"]);
+    assert_eq!(rmi.ok().stdout, "Untagged: 127.0.0.1:5055/bb:v1\n");
+    // save -> rmi -> load brings the same image back.
+    let id = engine(&e, &["images", "-q", "--no-trunc"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let tar = dir.join("saved.tar");
+    engine(&e, &["save", "-o", tar.to_str().unwrap(), BUSYBOX]).ok();
+    let mut names = Vec::new();
+    for entry in tar::Archive::new(std::fs::File::open(&tar).unwrap())
+        .entries()
+        .unwrap()
+    {
+        names.push(
+            entry
+                .unwrap()
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
+        );
+    }
+    assert!(names.iter().any(|n| n == "manifest.json"), "{names:?}");
+    let deleted = engine(&e, &["rmi", BUSYBOX]);
+    assert!(
+        deleted.ok().stdout.contains("Deleted: sha256:"),
+        "{deleted}"
+    );
+    assert_eq!(engine(&e, &["images", "-q"]).ok().stdout, "");
+    let mut load = engine_command(&e, &["load"]);
+    load.stdin(std::fs::File::open(&tar).unwrap());
+    let loaded = run_with_timeout(load, COMMAND_TIMEOUT);
+    assert_eq!(loaded.ok().stdout, "Loaded image: busybox:latest\n");
+    assert_eq!(
+        engine(&e, &["images", "-q", "--no-trunc"])
+            .ok()
+            .stdout
+            .trim(),
+        id
+    );
+    // save to stdout is the same archive.
+    let out = engine(&e, &["save", BUSYBOX]);
+    assert!(
+        out.ok().stdout.len() > 100_000,
+        "{} bytes",
+        out.stdout.len()
+    );
+
+    // import of a rootfs tar, with a change and a message.
+    let rootfs = dir.join("rootfs");
+    testkit::make_busybox_rootfs(&rootfs).unwrap();
+    let rootfs_tar = dir.join("rootfs.tar");
+    {
+        let mut b = tar::Builder::new(std::fs::File::create(&rootfs_tar).unwrap());
+        b.follow_symlinks(false);
+        b.append_dir_all(".", &rootfs).unwrap();
+        b.finish().unwrap();
+    }
+    let imported = engine(
+        &e,
+        &[
+            "import",
+            "-c",
+            "ENV IMPORTED=yes",
+            "-m",
+            "from a test",
+            rootfs_tar.to_str().unwrap(),
+            "imported:v1",
+        ],
+    );
+    assert!(
+        imported.ok().stdout.trim().starts_with("sha256:"),
+        "{imported}"
+    );
+    let out = engine(
+        &e,
+        &["run", "--rm", "imported:v1", "sh", "-c", "echo $IMPORTED"],
+    );
+    assert_eq!(out.ok().stdout, "yes\n");
+
+    // image import-rootfs: a directory becomes an image whose default command is sh.
+    let made = engine(
+        &e,
+        &[
+            "image",
+            "import-rootfs",
+            rootfs.to_str().unwrap(),
+            "fromdir:latest",
+        ],
+    );
+    assert!(made.ok().stdout.trim().starts_with("sha256:"), "{made}");
+    let out = engine(
+        &e,
+        &["run", "--rm", "fromdir", "echo", "hello from a container"],
+    );
+    assert_eq!(out.ok().stdout, "hello from a container\n");
+    let cmd = engine(
+        &e,
+        &[
+            "image",
+            "inspect",
+            "--format",
+            "{{json .Config.Cmd}}",
+            "fromdir",
+        ],
+    );
+    assert_eq!(cmd.ok().stdout.trim(), "[\"/bin/sh\"]");
+    let tags = engine(&e, &["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]);
+    for t in ["busybox:latest", "imported:v1", "fromdir:latest"] {
+        assert!(tags.ok().stdout.contains(t), "{tags}");
+    }
+    // rmi of an image in use is refused, as docker refuses it.
+    engine(&e, &["create", "--name", "user", "fromdir", "true"]).ok();
+    let used = engine(&e, &["rmi", "fromdir"]);
+    used.assert_code(1);
+    assert!(used.stderr.contains("conflict"), "{used}");
+}
+
+#[test]
+fn engine_cli_hosts_env_and_contexts() {
+    let e = daemon();
+    let n = unique_name();
+    engine(&e, &["run", "-d", "--name", &n, BUSYBOX, "sleep", "60"]).ok();
+    let bin = workspace_bin("engine");
+    let config = short_tempdir("eng-cfg-");
+    let base = |args: &[&str]| {
+        let mut c = Command::new(&bin);
+        c.args(args)
+            .env("DOCKER_CONFIG", config.path())
+            .env_remove("ENGINE_HOST")
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_CONTEXT")
+            .stdin(Stdio::null());
+        c
+    };
+    let names = ["ps", "--format", "{{.Names}}"];
+    let want = format!("{n}\n");
+    let mut c = base(&names);
+    c.env("ENGINE_HOST", e.host());
+    assert_eq!(run_with_timeout(c, COMMAND_TIMEOUT).ok().stdout, want);
+    let mut c = base(&names);
+    c.env("DOCKER_HOST", e.host());
+    assert_eq!(run_with_timeout(c, COMMAND_TIMEOUT).ok().stdout, want);
+    // ENGINE_HOST wins over DOCKER_HOST; -H over both.
+    let mut c = base(&names);
+    c.env("ENGINE_HOST", e.host())
+        .env("DOCKER_HOST", "unix:///nonexistent.sock");
+    assert_eq!(run_with_timeout(c, COMMAND_TIMEOUT).ok().stdout, want);
+    let mut c = base(&["-H", e.host(), "ps", "--format", "{{.Names}}"]);
+    c.env("ENGINE_HOST", "unix:///nonexistent.sock");
+    assert_eq!(run_with_timeout(c, COMMAND_TIMEOUT).ok().stdout, want);
+    // A context made by the real docker CLI in the same config directory.
+    let mut created = Command::new("docker");
+    created
+        .args([
+            "context",
+            "create",
+            "eng",
+            "--docker",
+            &format!("host={}", e.host()),
+        ])
+        .env("DOCKER_CONFIG", config.path())
+        .env_remove("DOCKER_HOST")
+        .env_remove("DOCKER_CONTEXT")
+        .stdin(Stdio::null());
+    let out = run_with_timeout(created, COMMAND_TIMEOUT);
+    out.ok();
+    assert_eq!(
+        run_with_timeout(
+            base(&["--context", "eng", "ps", "--format", "{{.Names}}"]),
+            COMMAND_TIMEOUT
+        )
+        .ok()
+        .stdout,
+        want
+    );
+    let mut c = base(&names);
+    c.env("DOCKER_CONTEXT", "eng");
+    assert_eq!(run_with_timeout(c, COMMAND_TIMEOUT).ok().stdout, want);
+    // `docker context use` sets currentContext, which engine follows too.
+    let mut used = Command::new("docker");
+    used.args(["context", "use", "eng"])
+        .env("DOCKER_CONFIG", config.path())
+        .env_remove("DOCKER_HOST")
+        .env_remove("DOCKER_CONTEXT")
+        .stdin(Stdio::null());
+    run_with_timeout(used, COMMAND_TIMEOUT).ok();
+    assert_eq!(
+        run_with_timeout(base(&names), COMMAND_TIMEOUT).ok().stdout,
+        want
+    );
+    // Errors: both -H and --context; an unknown context; nothing at the socket.
+    let both = run_with_timeout(
+        base(&["-H", e.host(), "--context", "eng", "ps"]),
+        COMMAND_TIMEOUT,
+    );
+    both.assert_code(125);
+    assert!(both.stderr.contains("conflicting options"), "{both}");
+    let unknown = run_with_timeout(base(&["--context", "nosuch", "ps"]), COMMAND_TIMEOUT);
+    unknown.assert_code(1);
+    assert!(
+        unknown.stderr.contains("context \"nosuch\" does not exist"),
+        "{unknown}"
+    );
+    let dead = run_with_timeout(
+        base(&["-H", "unix:///nonexistent/engined.sock", "ps"]),
+        COMMAND_TIMEOUT,
+    );
+    dead.assert_code(1);
+    assert_eq!(
+        dead.stderr,
+        "Cannot connect to engined at unix:///nonexistent/engined.sock. Is engined running?\n"
+    );
+    let dead_run = run_with_timeout(
+        base(&["-H", "unix:///nonexistent/engined.sock", "run", BUSYBOX]),
+        COMMAND_TIMEOUT,
+    );
+    dead_run.assert_code(125);
+    let scheme = run_with_timeout(base(&["-H", "ssh://me@host", "ps"]), COMMAND_TIMEOUT);
+    scheme.assert_code(125);
+    // version still prints the client's part without a daemon.
+    let v = run_with_timeout(
+        base(&["-H", "unix:///nonexistent/engined.sock", "version"]),
+        COMMAND_TIMEOUT,
+    );
+    v.assert_code(1);
+    assert!(v.stdout.starts_with("Client:\n Version:"), "{v}");
+}
+
+/// Reads the terminal until `want` shows (or panics with what it saw).
+fn expect(pty: &integration::console::HostPty, want: &str) -> String {
+    integration::console::read_until(&pty.master, Duration::from_secs(20), |s| s.contains(want))
+        .text
+}
+
+fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "engine did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn engine_cli_run_it_through_a_pty() {
+    use integration::console::{HostPty, type_in};
+    use rustix::termios::{LocalModes, Winsize, tcgetattr, tcsetwinsize};
+    let e = daemon();
+    let name = unique_name();
+    let pty = HostPty::new(24, 80);
+    let before = tcgetattr(pty.open_slave()).unwrap();
+    assert!(
+        before
+            .local_modes
+            .contains(LocalModes::ECHO | LocalModes::ICANON)
+    );
+    let mut cmd = engine_command(
+        &e,
+        &[
+            "run",
+            "-it",
+            "--network",
+            "none",
+            "--name",
+            &name,
+            BUSYBOX,
+            "sh",
+        ],
+    );
+    cmd.stdin(pty.open_slave())
+        .stdout(pty.open_slave())
+        .stderr(pty.open_slave());
+    let mut child = cmd.spawn().unwrap();
+    expect(&pty, "# ");
+    // Raw mode: our terminal no longer echoes or edits lines itself.
+    let raw = tcgetattr(pty.open_slave()).unwrap();
+    assert!(!raw.local_modes.contains(LocalModes::ECHO), "{raw:?}");
+    type_in(&pty.master, "echo $((6*7))\r");
+    expect(&pty, "42");
+    type_in(&pty.master, "stty size\r");
+    expect(&pty, "24 80");
+    // A resize of our terminal reaches the container's on SIGWINCH.
+    tcsetwinsize(
+        &pty.master,
+        Winsize {
+            ws_row: 33,
+            ws_col: 101,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        },
+    )
+    .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGWINCH,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    type_in(&pty.master, "stty size\r");
+    expect(&pty, "33 101");
+    // ^P^Q detaches: engine exits 0, the container runs on, the terminal is back.
+    type_in(&pty.master, "\x10\x11");
+    let status = wait_exit(&mut child);
+    assert!(status.success(), "{status}");
+    assert_eq!(docker_state(&e, &name), "running");
+    let after = tcgetattr(pty.open_slave()).unwrap();
+    assert!(
+        after
+            .local_modes
+            .contains(LocalModes::ECHO | LocalModes::ICANON),
+        "{after:?}"
+    );
+
+    // attach to another terminal container; its exit status is the container's.
+    // (A second attach after a detach is left out: engined loses the stdin of a
+    // re-attached terminal, with the docker CLI too.)
+    let other = unique_name();
+    engine(&e, &["run", "-d", "-it", "--name", &other, BUSYBOX, "sh"]).ok();
+    let pty2 = HostPty::new(24, 80);
+    let mut cmd = engine_command(&e, &["attach", &other]);
+    cmd.stdin(pty2.open_slave())
+        .stdout(pty2.open_slave())
+        .stderr(pty2.open_slave());
+    let mut child = cmd.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    type_in(&pty2.master, "echo again-$((1+1))\r");
+    expect(&pty2, "again-2");
+    type_in(&pty2.master, "exit 7\r");
+    let status = wait_exit(&mut child);
+    assert_eq!(status.code(), Some(7));
+
+    // run -it without a terminal is refused as docker refuses it.
+    let refused = engine(&e, &["run", "-it", "--rm", BUSYBOX, "true"]);
+    refused.assert_code(1);
+    assert!(
+        refused.stderr.contains("the input device is not a TTY"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn engine_cli_exec_it_through_a_pty() {
+    use integration::console::{HostPty, type_in};
+    let e = daemon();
+    // exec -it on a running container, with its own status; a detach key
+    // sequence typed in part is passed on.
+    let n2 = unique_name();
+    engine(&e, &["run", "-d", "--name", &n2, BUSYBOX, "sleep", "300"]).ok();
+    let pty3 = HostPty::new(20, 70);
+    let mut cmd = engine_command(&e, &["exec", "-it", "--detach-keys", "x,y", &n2, "sh"]);
+    cmd.stdin(pty3.open_slave())
+        .stdout(pty3.open_slave())
+        .stderr(pty3.open_slave());
+    let mut child = cmd.spawn().unwrap();
+    expect(&pty3, "# ");
+    type_in(&pty3.master, "echo x");
+    type_in(&pty3.master, "$((1+1))a\r");
+    expect(&pty3, "x2a");
+    type_in(&pty3.master, "tty; exit 3\r");
+    let seen = expect(&pty3, "/dev/pts/");
+    assert!(seen.contains("/dev/pts/"), "{seen}");
+    assert_eq!(wait_exit(&mut child).code(), Some(3));
+}
+
+/// docker-py (PyPI `docker`) in a venv the test makes: `docker.from_env()` lists,
+/// runs and removes containers against engined.
+#[test]
+fn engine_cli_docker_py_smoke() {
+    let e = daemon();
+    let venv = short_tempdir("eng-venv-");
+    let python = which("python3").expect("python3 on PATH (apt-get install python3-venv)");
+    let made = run_with_timeout(
+        {
+            let mut c = Command::new(&python);
+            c.args(["-m", "venv"]).arg(venv.path()).stdin(Stdio::null());
+            c
+        },
+        Duration::from_secs(120),
+    );
+    made.ok();
+    let vpy = venv.path().join("bin/python");
+    let pip = run_with_timeout(
+        {
+            let mut c = Command::new(&vpy);
+            c.args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "docker",
+            ])
+            .stdin(Stdio::null());
+            c
+        },
+        Duration::from_secs(300),
+    );
+    pip.ok();
+    let script = r#"
+import docker
+c = docker.from_env()
+before = len(c.containers.list(all=True))
+out = c.containers.run("busybox", "echo hi", remove=True)
+assert out == b"hi\n", out
+ct = c.containers.run("busybox", "sleep 60", detach=True, name="pyctr")
+assert [x.name for x in c.containers.list()] == ["pyctr"], c.containers.list()
+assert ct.exec_run("echo from-exec").output == b"from-exec\n"
+ct.remove(force=True)
+assert len(c.containers.list(all=True)) == before
+assert any("busybox:latest" in i.tags for i in c.images.list())
+print("docker-py ok", c.version()["ApiVersion"])
+"#;
+    let out = run_with_timeout(
+        {
+            let mut c = Command::new(&vpy);
+            c.arg("-c")
+                .arg(script)
+                .env("DOCKER_HOST", e.host())
+                .env_remove("DOCKER_CONTEXT")
+                .env("DOCKER_CONFIG", e.dir().join("py-cli"))
+                .stdin(Stdio::null());
+            c
+        },
+        Duration::from_secs(120),
+    );
+    assert_eq!(out.ok().stdout, "docker-py ok 1.41\n");
+    assert_eq!(e.docker(&["ps", "-aq"]).ok().stdout, "");
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+/// A recording stand-in for the endpoints other developers are adding to engined
+/// (pull, push, build, volumes, cp, commit, events, df, prune): it answers with the
+/// documented Docker API shapes, so these tests check what `engine` sends and how it
+/// shows the answers.
+mod fake {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::os::unix::net::{UnixListener, UnixStream};
+    use std::path::PathBuf;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Debug, Clone)]
+    pub struct Req {
+        pub method: String,
+        pub target: String,
+        pub headers: Vec<(String, String)>,
+        pub body: Vec<u8>,
+    }
+
+    impl Req {
+        pub fn header(&self, k: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(h, _)| h.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    /// (status, headers, body) for a request.
+    pub type Handler = dyn Fn(&Req) -> (u16, Vec<(String, String)>, Vec<u8>) + Send + Sync;
+
+    pub struct Daemon {
+        pub dir: tempfile::TempDir,
+        pub seen: Arc<Mutex<Vec<Req>>>,
+    }
+
+    impl Daemon {
+        pub fn start(handler: Arc<Handler>) -> Self {
+            let dir = integration::daemon::short_tempdir("eng-fake-");
+            let listener = UnixListener::bind(dir.path().join("d.sock")).unwrap();
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let s = seen.clone();
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    let Ok(conn) = conn else { return };
+                    let (s, h) = (s.clone(), handler.clone());
+                    std::thread::spawn(move || serve(conn, &s, &*h));
+                }
+            });
+            Self { dir, seen }
+        }
+
+        pub fn host(&self) -> String {
+            format!("unix://{}", self.socket().display())
+        }
+
+        pub fn socket(&self) -> PathBuf {
+            self.dir.path().join("d.sock")
+        }
+
+        pub fn requests(&self) -> Vec<Req> {
+            self.seen.lock().unwrap().clone()
+        }
+    }
+
+    fn serve(conn: UnixStream, seen: &Mutex<Vec<Req>>, h: &Handler) {
+        let mut r = BufReader::new(conn.try_clone().unwrap());
+        let mut w = conn;
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let mut parts = line.split_whitespace();
+            let (method, target) = (
+                parts.next().unwrap_or("").to_string(),
+                parts.next().unwrap_or("").to_string(),
+            );
+            let mut headers = Vec::new();
+            loop {
+                let mut l = String::new();
+                r.read_line(&mut l).unwrap();
+                let l = l.trim_end();
+                if l.is_empty() {
+                    break;
+                }
+                let (k, v) = l.split_once(':').unwrap();
+                headers.push((k.trim().to_string(), v.trim().to_string()));
+            }
+            let get = |k: &str| {
+                headers
+                    .iter()
+                    .find(|(h, _)| h.eq_ignore_ascii_case(k))
+                    .map(|(_, v)| v.clone())
+            };
+            let mut body = Vec::new();
+            if let Some(n) = get("content-length") {
+                body.resize(n.parse().unwrap(), 0);
+                r.read_exact(&mut body).unwrap();
+            } else if get("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+                loop {
+                    let mut size = String::new();
+                    r.read_line(&mut size).unwrap();
+                    let n = usize::from_str_radix(size.trim(), 16).unwrap();
+                    let mut chunk = vec![0; n + 2];
+                    r.read_exact(&mut chunk).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    body.extend_from_slice(&chunk[..n]);
+                }
+            }
+            // bollard sends unversioned paths, our own requests /v1.41/ ones:
+            // both are fine for a daemon, so the recording keeps the path only.
+            let target = match target.strip_prefix("/v1.41/") {
+                Some(rest) => format!("/{rest}"),
+                None => target,
+            };
+            let req = Req {
+                method,
+                target,
+                headers,
+                body,
+            };
+            seen.lock().unwrap().push(req.clone());
+            let (status, hdrs, out) = h(&req);
+            let mut head = format!(
+                "HTTP/1.1 {status} X\r\nApi-Version: 1.41\r\nContent-Length: {}\r\n",
+                out.len()
+            );
+            for (k, v) in hdrs {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str("\r\n");
+            if w.write_all(head.as_bytes()).is_err()
+                || (req.method != "HEAD" && w.write_all(&out).is_err())
+            {
+                return;
+            }
+        }
+    }
+}
+
+fn json_lines(lines: &[serde_json::Value]) -> Vec<u8> {
+    lines
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+fn fake_engine(d: &fake::Daemon, args: &[&str]) -> Output {
+    let mut c = Command::new(workspace_bin("engine"));
+    c.arg("-H")
+        .arg(d.host())
+        .args(args)
+        .env("DOCKER_CONFIG", d.dir.path().join("cfg"))
+        .env_remove("ENGINE_HOST")
+        .env_remove("DOCKER_HOST")
+        .stdin(Stdio::null());
+    run_with_timeout(c, COMMAND_TIMEOUT)
+}
+
+/// A tar with one file, and one entry that tries to climb out.
+fn hostile_tar() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(3);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "f.txt", &b"hi\n"[..]).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_size(4);
+    h.set_mode(0o644);
+    // append_data refuses `..`; write the name into the header by hand.
+    h.as_gnu_mut().unwrap().name[..16].copy_from_slice(b"f.txt/../../evil");
+    h.set_cksum();
+    b.append(&h, &b"bad\n"[..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn engine_cli_requests_for_endpoints_in_progress() {
+    use serde_json::json;
+    let handler: std::sync::Arc<fake::Handler> = std::sync::Arc::new(|r: &fake::Req| {
+        let json_h = vec![("Content-Type".to_string(), "application/json".to_string())];
+        let path = r.target.split('?').next().unwrap_or("").to_string();
+        let ok = |v: serde_json::Value| (200, json_h.clone(), v.to_string().into_bytes());
+        match (r.method.as_str(), path.as_str()) {
+            ("HEAD", "/_ping") => (200, vec![], vec![]),
+            ("POST", "/images/create") => (200, json_h.clone(), json_lines(&[
+                json!({"status": "Pulling from busybox", "id": "latest"}),
+                json!({"status": "Pulling fs layer", "progressDetail": {}, "id": "3c1eb1f9bf15"}),
+                json!({"status": "Downloading", "progressDetail": {"current": 108, "total": 216}, "id": "3c1eb1f9bf15"}),
+                json!({"status": "Pull complete", "progressDetail": {}, "id": "3c1eb1f9bf15"}),
+                json!({"status": "Digest: sha256:abc"}),
+                json!({"status": "Status: Downloaded newer image for 127.0.0.1:5055/busybox:latest"}),
+            ])),
+            ("POST", "/images/127.0.0.1:5055/busybox/push") => (200, json_h.clone(), json_lines(&[
+                json!({"status": "The push refers to repository [127.0.0.1:5055/busybox]"}),
+                json!({"status": "Preparing", "progressDetail": {}, "id": "7d6627595c30"}),
+                json!({"status": "Pushing", "progressDetail": {"current": 1, "total": 2}, "id": "7d6627595c30"}),
+                json!({"status": "Pushed", "progressDetail": {}, "id": "7d6627595c30"}),
+                json!({"status": "latest: digest: sha256:def size: 527"}),
+                json!({"progressDetail": {}, "aux": {"Tag": "latest", "Digest": "sha256:def", "Size": 527}}),
+            ])),
+            ("POST", "/images/127.0.0.1:5055/nosuch/push") => (200, json_h.clone(), json_lines(&[
+                json!({"errorDetail": {"message": "repository does not exist"}, "error": "repository does not exist"}),
+            ])),
+            ("POST", "/build") => (200, json_h.clone(), json_lines(&[
+                json!({"stream": "Step 1/2 : FROM busybox\n"}),
+                json!({"stream": " ---> 369f2b2aeed0\n"}),
+                json!({"stream": "Step 2/2 : RUN echo built\n"}),
+                json!({"stream": "built\n"}),
+                json!({"aux": {"ID": "sha256:4aecc261eb6d0000"}}),
+                json!({"stream": "Successfully built 4aecc261eb6d\n"}),
+            ])),
+            ("POST", "/volumes/create") => (201, json_h.clone(), json!({"CreatedAt": "2026-11-23T18:46:19Z",
+                "Driver": "local", "Labels": null, "Mountpoint": "/var/lib/engined/volumes/vol1/_data",
+                "Name": "vol1", "Options": null, "Scope": "local"}).to_string().into_bytes()),
+            ("GET", "/volumes") => ok(json!({"Volumes": [{"Driver": "local", "Name": "vol1",
+                "Mountpoint": "/m", "Labels": {"a": "b"}, "Options": null, "Scope": "local"}], "Warnings": null})),
+            ("GET", "/volumes/vol1") => ok(json!({"Driver": "local", "Name": "vol1", "Mountpoint": "/m",
+                "Labels": null, "Options": null, "Scope": "local"})),
+            ("DELETE", "/volumes/vol1") => (204, vec![], vec![]),
+            ("POST", "/volumes/prune") => ok(json!({"VolumesDeleted": ["old"], "SpaceReclaimed": 2048})),
+            ("GET", "/system/df") => ok(json!({"LayersSize": 4_264_960,
+                "Images": [{"Id": "sha256:369f2b2aeed0aa", "RepoTags": ["busybox:latest"], "Created": 0,
+                            "Size": 4_264_960, "SharedSize": 0, "Containers": 1}],
+                "Containers": [{"Id": "c1", "Names": ["/a"], "Image": "busybox", "Command": "sh", "Created": 0,
+                                "State": "exited", "Status": "Exited (0)", "SizeRw": 100}],
+                "Volumes": [], "BuildCache": null, "BuilderSize": 0})),
+            ("GET", "/events") => (200, json_h.clone(), json_lines(&[json!({"status": "create", "id": "abc",
+                "from": "busybox", "Type": "container", "Action": "create",
+                "Actor": {"ID": "abc", "Attributes": {"image": "busybox", "name": "x"}},
+                "scope": "local", "time": 1, "timeNano": 1_000_000_005i64})])),
+            ("HEAD", "/containers/c/archive") if r.target.contains("path=%2Ftmp%2Fcopied.txt") => (404, vec![], vec![]),
+            ("HEAD", "/containers/c/archive") => {
+                let stat = "eyJuYW1lIjoidG1wIiwic2l6ZSI6NDA5NiwibW9kZSI6MjE0ODUzMjczNSwibXRpbWUiOiIyMDI2LTExLTIzVDE4OjQ2OjE5WiIsImxpbmtUYXJnZXQiOiIifQ==";
+                (200, vec![("X-Docker-Container-Path-Stat".to_string(), stat.to_string())], vec![])
+            }
+            ("PUT", "/containers/c/archive") => (200, vec![], vec![]),
+            ("GET", "/containers/c/archive") => (200, vec![("Content-Type".into(), "application/x-tar".into())], hostile_tar()),
+            ("POST", "/commit") => (201, json_h.clone(), json!({"Id": "sha256:c0ffee"}).to_string().into_bytes()),
+            ("POST", "/containers/prune") => ok(json!({"ContainersDeleted": ["c1"], "SpaceReclaimed": 100})),
+            ("POST", "/images/prune") => ok(json!({"ImagesDeleted": null, "SpaceReclaimed": 0})),
+            ("POST", "/build/prune") => (404, json_h.clone(), br#"{"message":"page not found"}"#.to_vec()),
+            _ => (404, json_h.clone(), format!(r#"{{"message":"no route {} {}"}}"#, r.method, r.target).into_bytes()),
+        }
+    });
+    let d = fake::Daemon::start(handler);
+    let find = |method: &str, prefix: &str| -> fake::Req {
+        d.requests()
+            .into_iter()
+            .rfind(|r| r.method == method && r.target.starts_with(prefix))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {method} {prefix} in {:?}",
+                    d.requests().iter().map(|r| &r.target).collect::<Vec<_>>()
+                )
+            })
+    };
+
+    // pull: the normalised name, the tag, an auth header; no progress bars off a terminal.
+    let out = fake_engine(&d, &["pull", "127.0.0.1:5055/busybox"]);
+    assert_eq!(
+        out.ok().stdout,
+        "Using default tag: latest\nlatest: Pulling from busybox\n3c1eb1f9bf15: Pulling fs layer\n\
+         3c1eb1f9bf15: Pull complete\nDigest: sha256:abc\n\
+         Status: Downloaded newer image for 127.0.0.1:5055/busybox:latest\n127.0.0.1:5055/busybox:latest\n"
+    );
+    let r = find("POST", "/images/create");
+    assert_eq!(
+        r.target,
+        "/images/create?fromImage=127.0.0.1%3A5055%2Fbusybox&tag=latest"
+    );
+    assert_eq!(r.header("X-Registry-Auth"), Some("e30="));
+    fake_engine(&d, &["pull", "-q", "busybox:1.36"]).ok();
+    assert_eq!(
+        find("POST", "/images/create").target,
+        "/images/create?fromImage=docker.io%2Flibrary%2Fbusybox&tag=1.36"
+    );
+
+    // push: the name unescaped in the path; an error inside the stream fails the command.
+    let out = fake_engine(&d, &["push", "127.0.0.1:5055/busybox:latest"]);
+    assert!(
+        out.ok()
+            .stdout
+            .contains("7d6627595c30: Pushed\nlatest: digest: sha256:def size: 527\n"),
+        "{out}"
+    );
+    assert_eq!(
+        find("POST", "/images/127.0.0.1:5055/busybox/push").target,
+        "/images/127.0.0.1:5055/busybox/push?tag=latest"
+    );
+    let bad = fake_engine(&d, &["push", "127.0.0.1:5055/nosuch"]);
+    bad.assert_code(1);
+    assert_eq!(bad.stderr, "repository does not exist\n");
+
+    // build: the context tar (less .dockerignore'd files), the classic builder, RUN output.
+    let ctx = d.dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN echo built\n").unwrap();
+    std::fs::write(ctx.join("hello.txt"), "hi").unwrap();
+    std::fs::write(ctx.join("skip.log"), "x").unwrap();
+    std::fs::write(ctx.join(".dockerignore"), "*.log\n").unwrap();
+    let out = fake_engine(
+        &d,
+        &[
+            "build",
+            "-t",
+            "built:1",
+            "--build-arg",
+            "A=1",
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.ok()
+            .stdout
+            .contains("Step 2/2 : RUN echo built\nbuilt\n"),
+        "{out}"
+    );
+    let r = find("POST", "/build");
+    assert!(
+        r.target.contains("dockerfile=Dockerfile") && r.target.contains("t=built%3A1"),
+        "{}",
+        r.target
+    );
+    assert!(
+        r.target.contains("version=1") && r.target.contains("buildargs=%7B%22A%22%3A%221%22%7D"),
+        "{}",
+        r.target
+    );
+    assert_eq!(r.header("Content-Type"), Some("application/x-tar"));
+    let mut names: Vec<String> = tar::Archive::new(r.body.as_slice())
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, [".dockerignore", "Dockerfile", "hello.txt"]);
+    let q = fake_engine(&d, &["build", "-q", ctx.to_str().unwrap()]);
+    assert_eq!(q.ok().stdout, "sha256:4aecc261eb6d0000\n");
+
+    // volumes.
+    assert_eq!(
+        fake_engine(&d, &["volume", "create", "--label", "a=b", "vol1"])
+            .ok()
+            .stdout,
+        "vol1\n"
+    );
+    let body: serde_json::Value =
+        serde_json::from_slice(&find("POST", "/volumes/create").body).unwrap();
+    assert_eq!(body["Name"], "vol1");
+    assert_eq!(body["Driver"], "local");
+    assert_eq!(body["Labels"]["a"], "b");
+    assert_eq!(
+        fake_engine(&d, &["volume", "ls"]).ok().stdout,
+        "DRIVER    VOLUME NAME\nlocal     vol1\n"
+    );
+    assert_eq!(
+        fake_engine(&d, &["volume", "ls", "-q"]).ok().stdout,
+        "vol1\n"
+    );
+    let insp = fake_engine(&d, &["volume", "inspect", "-f", "{{.Mountpoint}}", "vol1"]);
+    assert_eq!(insp.ok().stdout, "/m\n");
+    assert_eq!(
+        fake_engine(&d, &["volume", "rm", "vol1"]).ok().stdout,
+        "vol1\n"
+    );
+    assert_eq!(
+        fake_engine(&d, &["volume", "prune", "-f"]).ok().stdout,
+        "Deleted Volumes:\nold\n\nTotal reclaimed space: 2.05kB\n"
+    );
+
+    // system df with docker's arithmetic; events as docker renders them.
+    let df = fake_engine(&d, &["system", "df"]);
+    assert_eq!(
+        df.ok().stdout,
+        "TYPE            TOTAL     ACTIVE    SIZE      RECLAIMABLE\n\
+         Images          1         1         4.26MB    0B (0%)\n\
+         Containers      1         0         100B      100B (100%)\n\
+         Local Volumes   0         0         0B        0B\n\
+         Build Cache     0         0         0B        0B\n"
+    );
+    let ev = fake_engine(
+        &d,
+        &[
+            "events",
+            "--since",
+            "1",
+            "--until",
+            "2",
+            "--filter",
+            "type=container",
+        ],
+    );
+    assert_eq!(
+        ev.ok().stdout,
+        "1970-01-01T00:00:01.000000005Z container create abc (image=busybox, name=x)\n"
+    );
+    assert_eq!(
+        find("GET", "/events").target,
+        "/events?since=1&until=2&filters=%7B%22type%22%3A%7B%22container%22%3Atrue%7D%7D"
+    );
+
+    // cp into a container: HEAD 404 renames into the parent; into a directory keeps the name.
+    let src = d.dir.path().join("copied.txt");
+    std::fs::write(&src, "payload").unwrap();
+    fake_engine(&d, &["cp", src.to_str().unwrap(), "c:/tmp/copied.txt"]).ok();
+    let put = find("PUT", "/containers/c/archive");
+    assert_eq!(
+        put.target,
+        "/containers/c/archive?path=%2Ftmp&noOverwriteDirNonDir=true"
+    );
+    let mut a = tar::Archive::new(put.body.as_slice());
+    let mut entry = a.entries().unwrap().next().unwrap().unwrap();
+    assert_eq!(entry.path().unwrap().to_str(), Some("copied.txt"));
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+    assert_eq!(text, "payload");
+    fake_engine(&d, &["cp", src.to_str().unwrap(), "c:/tmp/"]).ok();
+    assert!(
+        find("PUT", "/containers/c/archive")
+            .target
+            .starts_with("/containers/c/archive?path=%2Ftmp%2F&")
+    );
+    // cp out of a container refuses an entry that climbs out of the destination.
+    let dest = d.dir.path().join("out");
+    std::fs::create_dir_all(&dest).unwrap();
+    let esc = fake_engine(&d, &["cp", "c:/tmp/f.txt", dest.to_str().unwrap()]);
+    esc.assert_code(1);
+    assert!(esc.stderr.contains("outside"), "{esc}");
+    assert!(!d.dir.path().join("evil").exists());
+
+    // commit normalises the repository as docker does; the prunes report.
+    assert_eq!(
+        fake_engine(
+            &d,
+            &["commit", "-m", "msg", "-c", "ENV A=1", "c", "committed:v1"]
+        )
+        .ok()
+        .stdout,
+        "sha256:c0ffee\n"
+    );
+    let c = find("POST", "/commit");
+    assert!(
+        c.target.contains("container=c")
+            && c.target.contains("repo=docker.io%2Flibrary%2Fcommitted"),
+        "{}",
+        c.target
+    );
+    assert!(
+        c.target.contains("tag=v1") && c.target.contains("changes=ENV+A%3D1"),
+        "{}",
+        c.target
+    );
+    assert_eq!(
+        fake_engine(&d, &["container", "prune", "-f"]).ok().stdout,
+        "Deleted Containers:\nc1\n\nTotal reclaimed space: 100B\n"
+    );
+    assert_eq!(
+        fake_engine(&d, &["system", "prune", "-f"]).ok().stdout,
+        "Deleted Containers:\nc1\n\nTotal reclaimed space: 100B\n"
+    );
+}
