@@ -281,6 +281,9 @@ pub async fn pull(d: Arc<Daemon>, req: Request<Incoming>) -> ApiResult<Response<
         .await
         .map_err(|e| pull_error(&names[0], e))?;
     let all_tags = names.len() > 1 || own_tag.is_none() && tag.is_empty();
+    // engined reads an index as its linux/amd64 image: for another platform the
+    // image is that platform's manifest.
+    let whole_index = os == "linux" && arch == "amd64";
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let p = Progress { tx };
     tokio::spawn(async move {
@@ -297,7 +300,7 @@ pub async fn pull(d: Arc<Daemon>, req: Request<Incoming>) -> ApiResult<Response<
                     Err(e) => return p.error(&pull_error(name, e).to_string()).await,
                 },
             };
-            if let Err(e) = pull_one(&d, &c, &r, name, &manifests, &p).await {
+            if let Err(e) = pull_one(&d, &c, &r, name, &manifests, whole_index, &p).await {
                 return p.error(&e.to_string()).await;
             }
         }
@@ -317,6 +320,7 @@ async fn pull_one(
     r: &Reference,
     full: &str,
     (root, manifest): &(Fetched, Fetched),
+    whole_index: bool,
     p: &Progress,
 ) -> ApiResult<()> {
     let familiar = reference::familiar(full);
@@ -343,7 +347,9 @@ async fn pull_one(
         .is_some_and(|i| i.id == config.digest && i.names.iter().any(|n| n == full));
     if !up_to_date {
         let lease = d.images.pull_lease().await?;
-        let pulled = pull_leased(d, c, r, full, root, manifest, &config, &layers, &lease, p).await;
+        let target = if whole_index { root } else { manifest };
+        let pulled =
+            pull_leased(d, c, r, full, target, manifest, &config, &layers, &lease, p).await;
         d.images.end_lease(lease).await;
         let info = pulled?;
         info!(image = %full, id = %info.id, "pulled");

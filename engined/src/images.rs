@@ -143,6 +143,8 @@ pub fn descriptor_of(v: &Value) -> Descriptor {
 
 /// Content `Write` messages carry at most this much data.
 const WRITE_CHUNK: usize = 1 << 20;
+/// How long a write waits for another writer of the same blob to finish.
+const LOCKED_INGEST_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// One message of a content `Write`; the one with labels is the commit.
 fn write_request(
@@ -824,9 +826,32 @@ impl ImageStore {
         labels: HashMap<String, String>,
         lease: &str,
     ) -> ApiResult<()> {
-        if self.exists(digest).await? {
-            return Ok(());
+        // Another writer of the same blob (a parallel pull of one image) holds the
+        // ingest: the blob is ours once that writer commits, or we write it if it gave up.
+        let deadline = std::time::Instant::now() + LOCKED_INGEST_WAIT;
+        loop {
+            if self.exists(digest).await? {
+                return Ok(());
+            }
+            match self.write_bytes_once(data, digest, &labels, lease).await {
+                Err(ApiError::Containerd { source, .. })
+                    if source.code() == Code::Unavailable
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                other => return other,
+            }
         }
+    }
+
+    async fn write_bytes_once(
+        &self,
+        data: &[u8],
+        digest: &str,
+        labels: &HashMap<String, String>,
+        lease: &str,
+    ) -> ApiResult<()> {
         let total = data.len() as i64;
         let r#ref = format!("engined-{digest}");
         let mut reqs = Vec::new();
@@ -851,7 +876,7 @@ impl ImageStore {
                 total,
                 0,
                 Vec::new(),
-                Some(labels),
+                Some(labels.clone()),
             ));
         }
         self.send_write(futures_util::stream::iter(reqs), digest, lease)

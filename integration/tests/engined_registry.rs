@@ -46,6 +46,24 @@ fn registry_get(host: &str, path: &str, authorization: Option<&str>) -> (u16, St
     (code, body)
 }
 
+/// PUT a manifest (or index) at `path` of a registry; returns the status code.
+fn registry_put(host: &str, path: &str, content_type: &str, body: &str) -> u16 {
+    let mut s = TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "PUT {path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {out}"))
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -144,6 +162,98 @@ fn engined_registry_push_rmi_pull_run() {
     assert!(pull.stdout.contains(&format!("Digest: {digest}")), "{pull}");
     let run = e.run(&["--rm", &by_digest, "echo", "by-digest"]);
     assert_eq!(run.ok().stdout, "by-digest\n");
+}
+
+fn image_id(e: &Engined, name: &str) -> String {
+    e.docker(&["image", "inspect", "--format", "{{.Id}}", name])
+        .ok()
+        .stdout
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn engined_registry_index_platforms_and_all_tags() {
+    let reg = Registry::start();
+    let e = Engined::start();
+    // Two images in one repository: busybox (the amd64 one) and a one-file image
+    // that the index will call arm64.
+    let amd = format!("{}/multi:amd", reg.host());
+    tagged_busybox(&e, &amd);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("marker"), "arm64 image\n").unwrap();
+    let tar = dir.path().join("arm.tar");
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(dir.path())
+        .args(["-cf", tar.to_str().unwrap(), "marker"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let arm = format!("{}/multi:arm", reg.host());
+    e.docker(&["import", tar.to_str().unwrap(), &arm]).ok();
+    let amd_digest = pushed_digest(e.docker(&["push", &amd]).ok(), "amd");
+    let arm_digest = pushed_digest(e.docker(&["push", &arm]).ok(), "arm");
+    let (amd_id, arm_id) = (image_id(&e, &amd), image_id(&e, &arm));
+    let size_of = |digest: &str| {
+        let (code, body) =
+            registry_get(&reg.host(), &format!("/v2/multi/manifests/{digest}"), None);
+        assert_eq!(code, 200, "{body}");
+        body.len()
+    };
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+             "digest": arm_digest, "size": size_of(&arm_digest),
+             "platform": {"os": "linux", "architecture": "arm64"}},
+            {"mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+             "digest": amd_digest, "size": size_of(&amd_digest),
+             "platform": {"os": "linux", "architecture": "amd64"}},
+        ]
+    })
+    .to_string();
+    let code = registry_put(
+        &reg.host(),
+        "/v2/multi/manifests/both",
+        "application/vnd.oci.image.index.v1+json",
+        &index,
+    );
+    assert_eq!(code, 201, "the registry refused the index");
+    e.docker(&["rmi", &amd, &arm, BUSYBOX]).ok();
+
+    // The index gives its linux/amd64 image...
+    let both = format!("{}/multi:both", reg.host());
+    let pull = e.docker(&["pull", &both]);
+    pull.ok();
+    assert!(
+        pull.stdout.contains("Digest: sha256:") && !pull.stdout.contains(&amd_digest),
+        "the digest shown is the index's:\n{pull}"
+    );
+    assert_eq!(image_id(&e, &both), amd_id);
+    assert_eq!(
+        e.run(&["--rm", &both, "echo", "amd64-ok"]).ok().stdout,
+        "amd64-ok\n"
+    );
+    // ...and --platform another one.
+    e.docker(&["rmi", &both]).ok();
+    e.docker(&["pull", "--platform", "linux/arm64", &both]).ok();
+    assert_eq!(image_id(&e, &both), arm_id);
+    e.docker(&["rmi", &both]).ok();
+
+    // `pull --all-tags`: every tag of the repository.
+    let all = e.docker(&["pull", "--all-tags", &format!("{}/multi", reg.host())]);
+    all.ok();
+    let tags = e.docker(&[
+        "images",
+        "--format",
+        "{{.Tag}}",
+        &format!("{}/multi", reg.host()),
+    ]);
+    let mut tags: Vec<String> = tags.ok().stdout.lines().map(str::to_string).collect();
+    tags.sort();
+    assert_eq!(tags, ["amd", "arm", "both"], "{all}");
 }
 
 #[test]
