@@ -113,6 +113,29 @@ fn ping(method: &Method) -> Response<Body> {
     r
 }
 
+/// Registries reached over plain HTTP, as dockerd lists them: loopback always, then
+/// `--insecure-registry` CIDRs, and host names as index configs.
+fn registry_config(insecure: &[String]) -> Value {
+    let mut cidrs = vec!["127.0.0.0/8".to_string()];
+    let mut index = serde_json::Map::new();
+    for r in insecure {
+        if r.contains('/') {
+            cidrs.push(r.clone());
+        } else {
+            index.insert(
+                r.clone(),
+                json!({ "Name": r, "Mirrors": [], "Secure": false, "Official": false }),
+            );
+        }
+    }
+    index.insert(
+        "docker.io".into(),
+        json!({ "Name": "docker.io", "Mirrors": [], "Secure": true, "Official": true }),
+    );
+    json!({ "AllowNondistributableArtifactsCIDRs": [], "AllowNondistributableArtifactsHostnames": [],
+            "InsecureRegistryCIDRs": cidrs, "IndexConfigs": index, "Mirrors": [] })
+}
+
 fn kernel_version() -> String {
     nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
@@ -139,7 +162,7 @@ async fn version(d: &Daemon) -> ApiResult<Response<Body>> {
         version: server::SERVER_VERSION.into(),
         details: Some(details(&[
             ("ApiVersion", server::API_VERSION),
-            ("Arch", "amd64"),
+            ("Arch", crate::sysinfo::go_arch()),
             ("BuildTime", ""),
             ("Experimental", "false"),
             ("GitCommit", env!("CARGO_PKG_VERSION")),
@@ -167,7 +190,7 @@ async fn version(d: &Daemon) -> ApiResult<Response<Body>> {
         git_commit: Some(env!("CARGO_PKG_VERSION").into()),
         go_version: Some("rust".into()),
         os: Some("linux".into()),
-        arch: Some("amd64".into()),
+        arch: Some(crate::sysinfo::go_arch().into()),
         kernel_version: Some(kv),
         experimental: Some(false),
         build_time: Some(String::new()),
@@ -201,20 +224,35 @@ async fn info(d: &Daemon) -> Value {
         .filter(|c| c.record().state.status == "paused")
         .count();
     let images = d.images.list().await.len();
+    let containerd_commit = d
+        .ctrd
+        .version()
+        .version(d.ctrd.req(()))
+        .await
+        .map(|r| r.into_inner().revision)
+        .unwrap_or_default();
     let cgroup_version = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         "2"
     } else {
         "1"
     };
     let mut runtimes = serde_json::Map::new();
+    // ocirun is the shim's own runtime, found next to the shim.
+    runtimes.insert("ocirun".into(), json!({ "path": "ocirun" }));
     runtimes.insert("runc".into(), json!({ "path": "runc" }));
     for r in &d.cfg.add_runtime {
         if let Some((n, p)) = r.split_once('=') {
             runtimes.insert(n.into(), json!({ "path": p }));
         }
     }
+    // A path given as --default-runtime is a runtime of its own, as clients expect
+    // DefaultRuntime to name one of Runtimes.
+    if !runtimes.contains_key(&d.cfg.default_runtime) {
+        let name = d.cfg.default_runtime.clone();
+        runtimes.insert(name.clone(), json!({ "path": name }));
+    }
     json!({
-        "ID": d.cfg.containerd_namespace,
+        "ID": crate::sysinfo::engine_id(&d.cfg.data_root),
         "Containers": all.len(),
         "ContainersRunning": running - paused,
         "ContainersPaused": paused,
@@ -224,9 +262,9 @@ async fn info(d: &Daemon) -> Value {
         "DriverStatus": [],
         "Plugins": { "Volume": ["local"], "Network": ["host", "null"], "Log": ["json-file"] },
         "MemoryLimit": true,
-        "SwapLimit": true,
-        "CpuCfsPeriod": true,
-        "CpuCfsQuota": true,
+        "SwapLimit": crate::sysinfo::swap_limit(),
+        "CpuCfsPeriod": crate::sysinfo::cpu_cfs(),
+        "CpuCfsQuota": crate::sysinfo::cpu_cfs(),
         "CPUShares": true,
         "CPUSet": true,
         "PidsLimit": true,
@@ -234,12 +272,12 @@ async fn info(d: &Daemon) -> Value {
         "IPv4Forwarding": false,
         "Debug": d.cfg.log_level == "debug",
         "NFd": std::fs::read_dir("/proc/self/fd").map(|r| r.count()).unwrap_or(0),
-        "NGoroutines": 0,
+        "NGoroutines": crate::sysinfo::threads(),
         "SystemTime": common::rfc3339_nanos(std::time::SystemTime::now()),
         "LoggingDriver": "json-file",
         "CgroupDriver": "cgroupfs",
         "CgroupVersion": cgroup_version,
-        "NEventsListener": 0,
+        "NEventsListener": d.events.listeners(),
         "KernelVersion": kernel_version(),
         "OperatingSystem": os_name(),
         "OSVersion": "",
@@ -248,7 +286,7 @@ async fn info(d: &Daemon) -> Value {
         "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "MemTotal": meminfo_total(),
         "IndexServerAddress": "https://index.docker.io/v1/",
-        "RegistryConfig": { "IndexConfigs": {}, "InsecureRegistryCIDRs": [], "Mirrors": [] },
+        "RegistryConfig": registry_config(&d.cfg.insecure_registries),
         "DockerRootDir": d.cfg.data_root,
         "Name": nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
         "Labels": [],
@@ -259,7 +297,7 @@ async fn info(d: &Daemon) -> Value {
         "LiveRestoreEnabled": d.cfg.live_restore,
         "Isolation": "",
         "InitBinary": "",
-        "ContainerdCommit": { "ID": "", "Expected": "" },
+        "ContainerdCommit": { "ID": containerd_commit, "Expected": containerd_commit },
         "RuncCommit": { "ID": "", "Expected": "" },
         "InitCommit": { "ID": "", "Expected": "" },
         "SecurityOptions": ["name=seccomp,profile=default"],

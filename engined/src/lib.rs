@@ -29,6 +29,7 @@ pub mod server;
 pub mod spec;
 pub mod stats;
 pub mod supervisor;
+pub mod sysinfo;
 pub mod top;
 pub mod util;
 pub mod volumes;

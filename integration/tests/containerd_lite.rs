@@ -579,7 +579,24 @@ fn kill9_daemon_with_running_tasks_then_restart_reconnects() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    std::thread::sleep(Duration::from_secs(3));
+    // r2's shim retries its exit event with a doubling delay (0.1 s, 0.2 s, ...)
+    // from the exit on: restart the daemon just after the retry at 6.3 s, so the
+    // next one (at 11.3 s) comes after our subscriber is there, not before it.
+    let r2 = d
+        .task_bundles()
+        .into_iter()
+        .find(|b| b.ends_with("r2"))
+        .unwrap();
+    let exited_at = wait_for(Duration::from_secs(20), "r2's exit file", || {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(r2.join("init.exit")).ok()?).ok()?;
+        v["exited_at_unix_nanos"].as_u64()
+    });
+    let restart_at =
+        std::time::UNIX_EPOCH + Duration::from_nanos(exited_at) + Duration::from_millis(6600);
+    if let Ok(wait) = restart_at.duration_since(std::time::SystemTime::now()) {
+        std::thread::sleep(wait);
+    }
     d.spawn();
     let events = subscribe_events(&d);
     let st = task_statuses(&d);

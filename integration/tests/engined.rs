@@ -741,3 +741,90 @@ fn engined_stats_stream_over_the_api() {
         o[1]
     );
 }
+
+/// `docker info` and `docker version` report what is true of this host and daemon:
+/// counts, the kernel, CPUs and memory, the runtimes, and an ID kept across restarts.
+#[test]
+fn engined_info_and_version_report_true_figures() {
+    let mut e = Engined::start();
+    let image = e.load_busybox();
+    e.run(&["-d", "--name", "up", image, "sleep", "1000"]).ok();
+    e.run(&["--name", "done", image, "true"]).ok();
+    let info: serde_json::Value =
+        serde_json::from_str(&e.docker(&["info", "--format", "{{json .}}"]).ok().stdout).unwrap();
+    assert_eq!(info["Containers"], 2, "{info}");
+    assert_eq!(info["ContainersRunning"], 1, "{info}");
+    assert_eq!(info["ContainersStopped"], 1, "{info}");
+    assert_eq!(info["Images"], 1, "{info}");
+    let uname_r = std::process::Command::new("uname")
+        .arg("-r")
+        .output()
+        .unwrap();
+    assert_eq!(
+        info["KernelVersion"],
+        String::from_utf8_lossy(&uname_r.stdout).trim(),
+        "{info}"
+    );
+    let nproc = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(info["NCPU"], nproc, "{info}");
+    let mem_kib: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert_eq!(info["MemTotal"], mem_kib * 1024, "{info}");
+    assert_eq!(info["Architecture"], std::env::consts::ARCH, "{info}");
+    // The harness names ocirun by its path; ocirun is always there by name too.
+    let default = info["DefaultRuntime"].as_str().unwrap();
+    assert!(default.ends_with("ocirun"), "{info}");
+    assert!(info["Runtimes"][default].is_object(), "{info}");
+    assert!(info["Runtimes"]["ocirun"].is_object(), "{info}");
+    let v1 = !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    assert_eq!(info["CgroupVersion"], if v1 { "1" } else { "2" }, "{info}");
+    assert_eq!(info["LiveRestoreEnabled"], true, "{info}");
+    assert!(
+        info["RegistryConfig"]["InsecureRegistryCIDRs"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|c| c == "127.0.0.0/8")),
+        "{info}"
+    );
+    assert!(
+        info["NGoroutines"].as_u64().is_some_and(|n| n > 1),
+        "{info}"
+    );
+    let id = info["ID"].as_str().unwrap().to_string();
+    assert_eq!(id.len(), 36, "{info}");
+
+    let version: serde_json::Value = serde_json::from_str(
+        &e.docker(&["version", "--format", "{{json .Server}}"])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    let go_arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    assert_eq!(version["Arch"], go_arch, "{version}");
+    assert_eq!(
+        version["KernelVersion"],
+        String::from_utf8_lossy(&uname_r.stdout).trim(),
+        "{version}"
+    );
+    let components = version["Components"].as_array().unwrap();
+    assert!(
+        components
+            .iter()
+            .any(|c| c["Name"] == "containerd" && !c["Version"].as_str().unwrap_or("").is_empty()),
+        "{version}"
+    );
+
+    // The same daemon after a restart: same ID, the running container still counted.
+    e.stop();
+    e.spawn();
+    let again = e.docker(&["info", "--format", "{{.ID}} {{.ContainersRunning}}"]);
+    assert_eq!(again.ok().stdout.trim(), format!("{id} 1"));
+    e.docker(&["rm", "-f", "up", "done"]).ok();
+}
