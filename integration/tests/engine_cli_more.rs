@@ -1040,3 +1040,46 @@ fn engine_cli_commit_events_df_and_prunes() {
         "Total reclaimed space: 0B\n"
     );
 }
+
+#[test]
+fn engine_cli_login_and_push_pull_with_token_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = integration::token_auth::TokenServer::start(dir.path(), "bob", "t0ken-pw");
+    let reg = Registry::start_with_token(&tokens);
+    let host = reg.host();
+    let e = daemon();
+    let image = format!("{host}/tokened:v1");
+    engine(&e, &["tag", BUSYBOX, &image]).ok();
+
+    let bad = engine(&e, &["login", &host, "-u", "bob", "-p", "nope"]);
+    bad.assert_code(1);
+    assert!(
+        bad.stderr.starts_with("Error response from daemon: "),
+        "{bad}"
+    );
+    assert!(
+        cli_config(&e)["auths"][&host].is_null(),
+        "{}",
+        cli_config(&e)
+    );
+    let refused_before = tokens.refused();
+    assert!(refused_before >= 1, "the token server saw no refused login");
+
+    let good = engine(&e, &["login", &host, "-u", "bob", "-p", "t0ken-pw"]);
+    assert_eq!(good.ok().stdout, "Login Succeeded\n");
+    let issued = tokens.issued();
+    let push = engine(&e, &["push", &image]);
+    let digest = pushed_digest(push.ok(), "v1");
+    engine(&e, &["rmi", &image]).ok();
+    let pull = engine(&e, &["pull", &image]);
+    assert!(
+        pull.ok().stdout.contains(&format!("Digest: {digest}\n")),
+        "{pull}"
+    );
+    // Push and pull each went through the token server with the stored password.
+    assert!(tokens.issued() >= issued + 2, "{} tokens", tokens.issued());
+
+    engine(&e, &["logout", &host]).ok();
+    engine(&e, &["rmi", &image]).ok();
+    engine(&e, &["pull", &image]).assert_code(1);
+}
