@@ -246,6 +246,9 @@ pub async fn connect(cli: &Cli) -> Result<Engine> {
 }
 
 async fn dispatch(cli: Cli) -> Result<i32> {
+    if let Some(c) = &cli.config {
+        host::remember_config_flag(c);
+    }
     if let Command::Logout(a) = cli.command {
         return cmd::login::logout(a, cli.config.as_deref());
     }

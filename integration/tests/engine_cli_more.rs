@@ -307,6 +307,18 @@ fn engine_cli_login_logout_and_authenticated_push_pull() {
     );
     let out = engine(&e, &["logout", &host]);
     assert_eq!(out.ok().stdout, format!("Not logged in to {host}\n"));
+    // --config instead of DOCKER_CONFIG: login writes there, push reads there (DOCKER_CONFIG has nothing now).
+    let other = e.dir().join("other-config");
+    let flag = ["--config", other.to_str().unwrap()];
+    let login = engine(
+        &e,
+        &[&flag[..], &["login", &host, "-u", user, "-p", password]].concat(),
+    );
+    login.ok();
+    assert!(other.join("config.json").is_file(), "{login}");
+    engine(&e, &[&flag[..], &["push", &image]].concat()).ok();
+    engine(&e, &[&flag[..], &["logout", &host]].concat()).ok();
+
     engine(&e, &["rmi", &image]).ok();
     let refused = engine(&e, &["pull", &image]);
     refused.assert_code(1);
