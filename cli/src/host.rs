@@ -74,9 +74,17 @@ pub fn parse_host(h: &str) -> Result<Endpoint> {
     )))
 }
 
+/// `--config` of this process, for the readers deep in commands (the registry
+/// credentials of `pull`, `push` and `run`'s implicit pull).
+static CONFIG_FLAG: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+pub fn remember_config_flag(dir: &Path) {
+    let _ = CONFIG_FLAG.set(dir.to_path_buf());
+}
+
 /// The CLI config directory: `--config`, `DOCKER_CONFIG`, else `~/.docker`.
 pub fn config_dir(flag: Option<&Path>) -> PathBuf {
-    if let Some(f) = flag {
+    if let Some(f) = flag.or(CONFIG_FLAG.get().map(PathBuf::as_path)) {
         return f.to_path_buf();
     }
     if let Some(d) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {

@@ -125,6 +125,10 @@ pub enum Command {
     Version(cmd::system::FormatArg),
     /// Get real time events from the server
     Events(cmd::system::EventsArgs),
+    /// Log in to a registry
+    Login(cmd::login::LoginArgs),
+    /// Log out from a registry
+    Logout(cmd::login::LogoutArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -242,6 +246,12 @@ pub async fn connect(cli: &Cli) -> Result<Engine> {
 }
 
 async fn dispatch(cli: Cli) -> Result<i32> {
+    if let Some(c) = &cli.config {
+        host::remember_config_flag(c);
+    }
+    if let Command::Logout(a) = cli.command {
+        return cmd::login::logout(a, cli.config.as_deref());
+    }
     // `version` prints the client's part even when no daemon answers.
     if matches!(cli.command, Command::Version(_)) {
         let e = connect(&cli).await;
@@ -304,5 +314,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Info(a) => system::info(&e, a).await,
         Command::Version(a) => system::version(Ok(e), a).await,
         Command::Events(a) => system::events(&e, a).await,
+        Command::Login(a) => login::login(&e, a, cli.config.as_deref()).await,
+        Command::Logout(_) => Ok(0),
     }
 }

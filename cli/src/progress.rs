@@ -9,7 +9,7 @@ use std::io::Write;
 use serde_json::Value;
 
 use crate::error::{CliError, Result};
-use crate::units::human_size;
+use crate::units::human_size4;
 
 #[derive(Debug)]
 pub struct Display {
@@ -125,7 +125,7 @@ pub fn bar(p: &Value, width: usize) -> String {
     if current <= 0 && total <= 0 {
         return String::new();
     }
-    let cur = human_size(current as f64);
+    let cur = human_size4(current as f64);
     if total <= 0 {
         return format!("{cur:>8}");
     }
@@ -138,7 +138,7 @@ pub fn bar(p: &Value, width: usize) -> String {
     let numbers = if current > total {
         format!("{cur:>8}")
     } else {
-        format!("{cur:>8}/{}", human_size(total as f64))
+        format!("{cur:>8}/{}", human_size4(total as f64))
     };
     format!("{bar}{numbers}")
 }

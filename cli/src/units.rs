@@ -53,6 +53,13 @@ pub fn human_size(size: f64) -> String {
     format!("{}{unit}", format_g(v, 3))
 }
 
+/// `units.HumanSize` (precision 4): what docker prints for `system df`, prune
+/// reports, `cp` and progress bars, `2.136MB`.
+pub fn human_size4(size: f64) -> String {
+    let (v, unit) = scaled(size, 1000.0, &DECIMAL);
+    format!("{}{unit}", format_g(v, 4))
+}
+
 /// `units.BytesSize`: binary units with 4 significant digits, `1.953MiB`.
 pub fn bytes_size(size: f64) -> String {
     let (v, unit) = scaled(size, 1024.0, &BINARY);
@@ -271,6 +278,8 @@ mod tests {
         assert_eq!(human_size(0.0), "0B");
         assert_eq!(human_size(216.0), "216B");
         assert_eq!(human_size(4_264_960.0), "4.26MB");
+        assert_eq!(human_size4(2_136_064.0), "2.136MB");
+        assert_eq!(human_size4(2048.0), "2.048kB");
         assert_eq!(human_size(1_500_000.0), "1.5MB");
         assert_eq!(human_size(999_900.0), "1e+03kB");
         assert_eq!(human_size(1000.0), "1kB");

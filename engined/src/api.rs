@@ -72,7 +72,7 @@ pub async fn dispatch(
             Ok(status(StatusCode::OK))
         }
         (&Method::GET, ["exec", id, "json"]) => exec_inspect(&d, id),
-        (&Method::GET, ["images", "json"]) => list_images(&d).await,
+        (&Method::GET, ["images", "json"]) => list_images(&d, &req).await,
         (&Method::POST, ["images", "load"]) => load(&d, req).await,
         (&Method::GET, ["images", "get"]) => {
             let names = crate::save::query_values(req.uri().query(), "names");
@@ -1223,10 +1223,16 @@ fn exec_inspect(d: &Daemon, id: &str) -> ApiResult<Response<Body>> {
     Ok(json(StatusCode::OK, &v))
 }
 
-async fn list_images(d: &Daemon) -> ApiResult<Response<Body>> {
+async fn list_images(d: &Daemon, req: &Request<Incoming>) -> ApiResult<Response<Body>> {
+    // `docker images -f dangling=true` (and `images prune`'s preview) relies on it.
+    let f = crate::filters::Filters::parse(query(req).get("filters").map(String::as_str))?;
+    let dangling = f.boolean("dangling")?;
     let mut out = Vec::new();
     for i in d.images.list().await {
         let tags = i.repo_tags();
+        if dangling.is_some_and(|want| want != tags.is_empty()) {
+            continue;
+        }
         out.push(ImageSummary {
             id: i.id.clone(),
             parent_id: String::new(),

@@ -17,7 +17,7 @@ use crate::ForceArg;
 use crate::client::Engine;
 use crate::error::{CliError, Result};
 use crate::table::{parse_template, tabwrite_with};
-use crate::units::human_size;
+use crate::units::human_size4;
 
 #[derive(Debug, Args)]
 pub struct Names {
@@ -357,7 +357,7 @@ pub async fn prune(e: &Engine, a: ForceArg) -> Result<i32> {
     }
     out.push_str(&format!(
         "Total reclaimed space: {}\n",
-        human_size(r.space_reclaimed.unwrap_or(0) as f64)
+        human_size4(r.space_reclaimed.unwrap_or(0) as f64)
     ));
     print(&out);
     Ok(0)

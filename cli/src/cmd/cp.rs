@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 
 use crate::client::Engine;
 use crate::error::{CliError, Result};
-use crate::units::human_size;
+use crate::units::human_size4;
 
 #[derive(Debug, Args)]
 pub struct CpArgs {
@@ -73,6 +73,19 @@ pub fn rebase(entry: &Path, first: Option<&str>) -> Option<PathBuf> {
     };
     for c in comps {
         match c {
+            Component::Normal(n) => out.push(n),
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// `./a/b` as `a/b` (`./` alone as empty); None for a path that would climb out.
+fn rebase_contents(entry: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in entry.components() {
+        match c {
+            Component::CurDir => {}
             Component::Normal(n) => out.push(n),
             _ => return None,
         }
@@ -143,7 +156,15 @@ async fn from_container(e: &Engine, ctr: &str, path: &str, dst: &str, a: &CpArgs
             .path()
             .map_err(CliError::io("read the archive"))?
             .into_owned();
-        let rel = if contents_only {
+        // The daemon names the entries of `dir/.` `./...` (docker's rebase to the
+        // base name `.`): they are already relative to the contents.
+        let rel = if name.components().next() == Some(Component::CurDir) {
+            // Into a new directory named by the destination.
+            rebase_contents(&name).map(|r| match &first {
+                Some(f) => Path::new(f).join(r),
+                None => r,
+            })
+        } else if contents_only {
             rebase(&name, None)
         } else if dst_path.is_dir() && first.is_none() {
             rebase(
@@ -174,6 +195,13 @@ async fn from_container(e: &Engine, ctr: &str, path: &str, dst: &str, a: &CpArgs
                 name.display()
             )));
         }
+        if through_symlink(&dir, &rel) {
+            return Err(CliError::Other(format!(
+                "refusing to copy {}: a symbolic link in its path would take it outside {}",
+                name.display(),
+                dir.display()
+            )));
+        }
         let target = dir.join(&rel);
         if let Some(p) = target.parent() {
             std::fs::create_dir_all(p).map_err(CliError::io(format!("create {}", p.display())))?;
@@ -183,9 +211,22 @@ async fn from_container(e: &Engine, ctr: &str, path: &str, dst: &str, a: &CpArgs
             .map_err(CliError::io(format!("write {}", target.display())))?;
     }
     if !a.quiet {
-        eprintln!("Successfully copied {} to {dst}", human_size(size as f64));
+        eprintln!("Successfully copied {} to {dst}", human_size4(size as f64));
     }
     Ok(0)
+}
+
+/// Whether a directory on the way to `dir/rel` is a symbolic link: an archive
+/// that made `a -> /etc` would otherwise write `a/passwd` through it.
+fn through_symlink(dir: &Path, rel: &Path) -> bool {
+    let mut at = dir.to_path_buf();
+    let Some(parent) = rel.parent() else {
+        return false;
+    };
+    parent.components().any(|c| {
+        at.push(c);
+        std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink())
+    })
 }
 
 /// A tar of `src` whose top entry is named `name`.
@@ -249,8 +290,10 @@ async fn to_container(e: &Engine, src: &str, ctr: &str, path: &str, a: &CpArgs) 
                 "cannot copy directory {src} to file {ctr}:{path}"
             )));
         }
-        Err(err) if err.status() != Some(404) => return Err(err),
-        // Missing or a file: the copy takes the target's name in its parent.
+        Err(err @ CliError::Connect { .. }) => return Err(err),
+        // Missing, a file, or a stat the daemon refused (a HEAD answer has no
+        // body to say why): as docker does, the copy takes the target's name in
+        // its parent, and the upload reports whatever is wrong.
         _ => {
             if path.ends_with('/') && !src_path.is_dir() {
                 return Err(CliError::Other(format!(
@@ -278,7 +321,7 @@ async fn to_container(e: &Engine, src: &str, ctr: &str, path: &str, a: &CpArgs) 
     if !a.quiet {
         eprintln!(
             "Successfully copied {} to {ctr}:{path}",
-            human_size(size as f64)
+            human_size4(size as f64)
         );
     }
     Ok(0)
@@ -295,6 +338,26 @@ mod tests {
         assert_eq!(split_arg("./a:b"), (None, "./a:b"));
         assert_eq!(split_arg("file.txt"), (None, "file.txt"));
         assert_eq!(split_arg("-"), (None, "-"));
+    }
+
+    #[test]
+    fn contents_entries_keep_their_paths() {
+        assert_eq!(rebase_contents(Path::new("./")), Some(PathBuf::new()));
+        assert_eq!(
+            rebase_contents(Path::new("./sub/in.txt")),
+            Some(PathBuf::from("sub/in.txt"))
+        );
+        assert_eq!(rebase_contents(Path::new("./../x")), None);
+    }
+
+    #[test]
+    fn symlinked_parents_are_found() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("real")).unwrap();
+        std::os::unix::fs::symlink("/etc", d.path().join("link")).unwrap();
+        assert!(through_symlink(d.path(), Path::new("link/passwd")));
+        assert!(!through_symlink(d.path(), Path::new("real/passwd")));
+        assert!(!through_symlink(d.path(), Path::new("link")));
     }
 
     #[test]

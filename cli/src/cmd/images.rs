@@ -25,7 +25,7 @@ use crate::reference::{Reference, familiar_repo};
 use crate::streams::JsonLines;
 use crate::table::{Format, render};
 use crate::tty;
-use crate::units::{ago, go_time_string, human_size, short_id};
+use crate::units::{ago, go_time_string, human_size, human_size4, short_id};
 
 #[derive(Debug, Args)]
 pub struct ImagesArgs {
@@ -213,6 +213,14 @@ pub fn registry_auth(repo: &str) -> String {
             && let Some((user, pass)) = String::from_utf8_lossy(&raw).split_once(':')
         {
             auth = json!({"username": user, "password": pass, "serveraddress": registry});
+            // `login` keeps a registry's identity token instead of the password.
+            if let Some(t) = entry
+                .and_then(|e| e.get("identitytoken"))
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+            {
+                auth["identitytoken"] = json!(t);
+            }
         }
     }
     base64::engine::general_purpose::URL_SAFE.encode(auth.to_string())
@@ -804,7 +812,7 @@ pub async fn prune(e: &Engine, a: PruneArgs) -> Result<i32> {
     }
     out.push_str(&format!(
         "Total reclaimed space: {}\n",
-        human_size(r.space_reclaimed.unwrap_or(0) as f64)
+        human_size4(r.space_reclaimed.unwrap_or(0) as f64)
     ));
     print(&out);
     Ok(0)

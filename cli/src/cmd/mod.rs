@@ -5,6 +5,7 @@ pub mod container;
 pub mod cp;
 pub mod exec;
 pub mod images;
+pub mod login;
 pub mod logs;
 pub mod ps;
 pub mod run;

@@ -11,7 +11,9 @@ use crate::error::{CliError, Result};
 use crate::streams::JsonLines;
 use crate::table::{Format, parse_template, render};
 use crate::template::go_json;
-use crate::units::{ago, bytes_size, human_size, parse_timestamp, rfc3339_nanos, short_id};
+use crate::units::{
+    ago, bytes_size, human_size, human_size4, parse_timestamp, rfc3339_nanos, short_id,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum SystemCommand {
@@ -402,11 +404,11 @@ fn with_pct(reclaimable: i64, total: i64) -> String {
     if total > 0 {
         format!(
             "{} ({}%)",
-            human_size(reclaimable as f64),
+            human_size4(reclaimable as f64),
             reclaimable * 100 / total
         )
     } else {
-        human_size(reclaimable as f64)
+        human_size4(reclaimable as f64)
     }
 }
 
@@ -455,16 +457,16 @@ pub fn df_rows(d: &Value) -> Vec<Value> {
     vec![
         json!({"Type": "Images", "TotalCount": images.len().to_string(),
                "Active": images.iter().filter(|i| i64_at(i, "/Containers") > 0).count().to_string(),
-               "Size": human_size(layers as f64), "Reclaimable": with_pct(layers - used, layers)}),
+               "Size": human_size4(layers as f64), "Reclaimable": with_pct(layers - used, layers)}),
         json!({"Type": "Containers", "TotalCount": containers.len().to_string(),
                "Active": containers.iter().filter(|c| str_at(c, "/State") == "running").count().to_string(),
-               "Size": human_size(csize as f64), "Reclaimable": with_pct(creclaim, csize)}),
+               "Size": human_size4(csize as f64), "Reclaimable": with_pct(creclaim, csize)}),
         json!({"Type": "Local Volumes", "TotalCount": volumes.len().to_string(),
                "Active": volumes.iter().filter(|v| i64_at(v, "/UsageData/RefCount") > 0).count().to_string(),
-               "Size": human_size(vsize as f64), "Reclaimable": with_pct(vreclaim, vsize)}),
+               "Size": human_size4(vsize as f64), "Reclaimable": with_pct(vreclaim, vsize)}),
         json!({"Type": "Build Cache", "TotalCount": cache.len().to_string(),
                "Active": cache.iter().filter(|b| b.get("InUse") == Some(&Value::Bool(true))).count().to_string(),
-               "Size": human_size(bsize as f64), "Reclaimable": human_size(breclaim as f64)}),
+               "Size": human_size4(bsize as f64), "Reclaimable": human_size4(breclaim as f64)}),
     ]
 }
 
@@ -493,8 +495,8 @@ pub async fn df(e: &Engine, a: DfArgs) -> Result<i32> {
             super::images::image_rows(i, true)
                 .into_iter()
                 .map(move |mut r| {
-                    r["SharedSize"] = json!(human_size(i64_at(i, "/SharedSize").max(0) as f64));
-                    r["UniqueSize"] = json!(human_size(
+                    r["SharedSize"] = json!(human_size4(i64_at(i, "/SharedSize").max(0) as f64));
+                    r["UniqueSize"] = json!(human_size4(
                         (i64_at(i, "/Size") - i64_at(i, "/SharedSize").max(0)) as f64
                     ));
                     r["Containers"] = json!(i64_at(i, "/Containers").to_string());
@@ -554,7 +556,7 @@ pub async fn df(e: &Engine, a: DfArgs) -> Result<i32> {
     let bsize: i64 = cache.iter().map(|b| i64_at(b, "/Size")).sum();
     out.push_str(&format!(
         "\nBuild cache usage: {}\n\n",
-        human_size(bsize as f64)
+        human_size4(bsize as f64)
     ));
     let b_rows: Vec<Value> = cache
         .iter()
@@ -685,7 +687,7 @@ pub async fn prune(e: &Engine, a: PruneArgs) -> Result<i32> {
     }
     out.push_str(&format!(
         "Total reclaimed space: {}\n",
-        human_size(reclaimed as f64)
+        human_size4(reclaimed as f64)
     ));
     print(&out);
     Ok(0)

@@ -12,7 +12,7 @@ use super::{each, filters, print, println, to_value};
 use crate::client::Engine;
 use crate::error::{CliError, Result};
 use crate::table::{Format, render};
-use crate::units::human_size;
+use crate::units::human_size4;
 
 #[derive(Debug, Subcommand)]
 pub enum VolumeCommand {
@@ -136,7 +136,7 @@ pub fn row(v: &Value) -> Value {
         "Scope": v.get("Scope").cloned().unwrap_or(json!("local")),
         "Mountpoint": v.get("Mountpoint").cloned().unwrap_or(Value::Null),
         "Labels": l.join(","),
-        "Size": match size { Some(s) if s >= 0 => human_size(s as f64), _ => "N/A".into() },
+        "Size": match size { Some(s) if s >= 0 => human_size4(s as f64), _ => "N/A".into() },
         "Links": match links { Some(n) if n >= 0 => n.to_string(), _ => "N/A".into() },
         "CreatedAt": v.get("CreatedAt").cloned().unwrap_or(Value::Null),
         "_labels": Value::Object(labels),
@@ -250,7 +250,7 @@ pub fn prune_report(title: &str, deleted: &[String], reclaimed: i64) -> String {
     }
     out.push_str(&format!(
         "Total reclaimed space: {}\n",
-        human_size(reclaimed as f64)
+        human_size4(reclaimed as f64)
     ));
     out
 }
