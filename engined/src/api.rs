@@ -1108,14 +1108,40 @@ async fn exec_start(
     let start: ExecStartConfig = read_json(req).await?.unwrap_or_default();
     let tty = e.config.tty.unwrap_or(false);
     let detach = start.detach.unwrap_or(false);
-    let (fifos, exit) = d.exec_start(&e).await?;
-    let crate::daemon::Fifos {
-        stdin,
-        stdout,
-        stderr,
-        ..
-    } = fifos;
+    // Without a terminal the process starts once the connection is hijacked, as
+    // dockerd does: output that came with the 101 in one read is lost to clients
+    // that read the raw socket after parsing the headers (docker-py's exec_run).
+    // A terminal's process starts first, so the client's resize right after the
+    // 101 finds it.
+    let start_after_upgrade = on_upgrade.is_some() && !detach && !tty;
+    let started = if start_after_upgrade {
+        let c = d.find(&e.container_id)?;
+        if !c.running() {
+            return Err(ApiError::Conflict(format!(
+                "Container {} is not running",
+                c.id
+            )));
+        }
+        if e.state().started {
+            return Err(ApiError::Conflict(format!(
+                "Error: Exec command {} has already run",
+                e.id
+            )));
+        }
+        None
+    } else {
+        Some(d.exec_start(&e).await?)
+    };
     if detach || on_upgrade.is_none() {
+        let Some((fifos, _)) = started else {
+            return Ok(status(StatusCode::OK));
+        };
+        let crate::daemon::Fifos {
+            stdin,
+            stdout,
+            stderr,
+            ..
+        } = fifos;
         // Nobody reads the output: drain it so the process never blocks on a pipe.
         drop(stdin);
         for mut rx in std::iter::once(stdout).chain(stderr) {
@@ -1140,6 +1166,26 @@ async fn exec_start(
             }
         };
         let (mut rd, mut wr) = tokio::io::split(TokioIo::new(upgraded));
+        let (fifos, exit) = match started {
+            Some(s) => s,
+            None => match d.exec_start(&e).await {
+                Ok(s) => s,
+                Err(err) => {
+                    // The 101 is out: the error can only go into the stream.
+                    let _ = wr
+                        .write_all(&frame(Stream::Stderr, format!("{err}\n").as_bytes()))
+                        .await;
+                    let _ = wr.shutdown().await;
+                    return;
+                }
+            },
+        };
+        let crate::daemon::Fifos {
+            stdin,
+            stdout,
+            stderr,
+            ..
+        } = fifos;
         if let Some(mut w) = stdin {
             let (d, cid, eid) = (d.clone(), e.container_id.clone(), e.id.clone());
             tokio::spawn(async move {

@@ -1036,7 +1036,8 @@ out = c.containers.run("busybox", "echo hi", remove=True)
 assert out == b"hi\n", out
 ct = c.containers.run("busybox", "sleep 60", detach=True, name="pyctr")
 assert [x.name for x in c.containers.list()] == ["pyctr"], c.containers.list()
-assert ct.exec_run("echo from-exec").output == b"from-exec\n"
+r = ct.exec_run("echo from-exec")
+assert r.output == b"from-exec\n", r
 ct.remove(force=True)
 assert len(c.containers.list(all=True)) == before
 assert any("busybox:latest" in i.tags for i in c.images.list())

@@ -186,6 +186,9 @@ pub struct Db {
     db: Database,
 }
 
+/// How long opening waits for another process to release the database.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Db {
     pub fn open(path: &Path) -> Result<Arc<Db>> {
         if let Some(dir) = path.parent() {
@@ -194,7 +197,19 @@ impl Db {
                 source,
             })?;
         }
-        let db = Database::create(path)?;
+        // A daemon that is on its way out (SIGTERM, then a new one started at once)
+        // still holds the file lock for a moment: wait for it rather than fail.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match Database::create(path) {
+                Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => break other?,
+            }
+        };
         // Create every table once so readers never meet a missing one.
         let tx = db.begin_write()?;
         for def in [NAMESPACES, IMAGES, CONTAINERS, SNAPSHOTS, LEASES, CONTENT] {

@@ -164,6 +164,7 @@ fn serve(flags: &Flags) -> anyhow::Result<()> {
         reaper,
         publisher.clone(),
         tx,
+        socket.clone(),
     );
     let address = format!("unix://{}", socket.display());
     let _ = std::fs::remove_file(&socket);
@@ -204,8 +205,8 @@ fn serve(flags: &Flags) -> anyhow::Result<()> {
         tracing::warn!("exiting with events not yet published");
     }
     // Let the Shutdown response reach the client before the process goes.
+    // The socket was unlinked as shutdown began: the path may be a new shim's now.
     std::thread::sleep(Duration::from_millis(50));
-    let _ = std::fs::remove_file(&socket);
     std::process::exit(0);
 }
 

@@ -121,6 +121,8 @@ pub struct Shared {
     state: Mutex<State>,
     cond: Condvar,
     shutdown: Mutex<Sender<()>>,
+    /// The socket this shim serves on, unlinked as shutdown begins.
+    socket: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -195,6 +197,7 @@ impl Service {
         reaper: Arc<Reaper>,
         publisher: Arc<Publisher>,
         shutdown: Sender<()>,
+        socket: PathBuf,
     ) -> Service {
         let shared = Arc::new(Shared {
             id,
@@ -205,6 +208,7 @@ impl Service {
             state: Mutex::new(State::default()),
             cond: Condvar::new(),
             shutdown: Mutex::new(shutdown),
+            socket,
         });
         let weak = Arc::downgrade(&shared);
         reaper.set_listener(move |pid| {
@@ -224,6 +228,18 @@ impl Service {
 }
 
 impl Shared {
+    /// Unlinks the socket before anything else, so that a `shim start` for the same
+    /// task (a restart) no longer finds this shim, which is on its way out, and
+    /// starts a new one; then lets the main thread finish.
+    fn begin_shutdown(&self) {
+        let _ = std::fs::remove_file(&self.socket);
+        let _ = self
+            .shutdown
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(());
+    }
+
     fn on_exit(&self, pid: i32) {
         let mut st = lock(&self.state);
         let found = st
@@ -709,11 +725,7 @@ impl Service {
                 if let Some(s) = weak.upgrade()
                     && lock(&s.state).procs.is_empty()
                 {
-                    let _ = s
-                        .shutdown
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .send(());
+                    s.begin_shutdown();
                 }
             });
         if let Err(e) = spawned {
@@ -1074,12 +1086,7 @@ impl proto::shim_ttrpc::Task for Service {
         if !req.now && !lock(&self.0.state).procs.is_empty() {
             return Ok(Empty::new());
         }
-        let _ = self
-            .0
-            .shutdown
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(());
+        self.0.begin_shutdown();
         Ok(Empty::new())
     }
 }
