@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod archive;
+pub mod build;
 pub mod changes;
 pub mod clientcompat;
 pub mod config;
@@ -12,8 +13,8 @@ pub mod ctrd;
 pub mod daemon;
 pub mod distribution;
 pub mod error;
-pub mod filters;
 pub mod events;
+pub mod filters;
 pub mod follow;
 pub mod fstree;
 pub mod images;
