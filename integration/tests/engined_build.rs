@@ -321,3 +321,69 @@ fn engined_build_with_the_engine_cli() {
     let run = e.run(&["--rm", "viaengine"]);
     assert_eq!(run.ok().stdout, "from engine build\n", "{run}");
 }
+
+#[test]
+fn engined_build_chown_wildcards_shell_labels_and_events() {
+    let e = Engined::start();
+    e.load_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    let ctxs = ctx.path().to_str().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "# escape=`\nFROM busybox\nCOPY --chown=1234:5678 *.conf /etc/app/\nSHELL [\"/bin/sh\", \"-ec\"]\nRUN echo shell-ok `\n  && stat -c %u:%g /etc/app/one.conf\nSTOPSIGNAL SIGUSR1\nONBUILD RUN echo child\n",
+    );
+    write(ctx.path(), "one.conf", "1\n");
+    write(ctx.path(), "two.conf", "2\n");
+    write(ctx.path(), "skip.txt", "x\n");
+    let out = build(
+        &e,
+        &[
+            "-t",
+            "edge",
+            "--label",
+            "from.cli=yes",
+            "--build-arg",
+            "UNUSED=1",
+            ctxs,
+        ],
+    );
+    out.ok();
+    assert!(out.stdout.contains("shell-ok\n1234:5678\n"), "{out}");
+    assert!(out.stdout.contains("Step 7/7 : LABEL"), "{out}");
+    assert!(
+        out.stdout
+            .contains("[Warning] One or more build-args [UNUSED] were not consumed"),
+        "{out}"
+    );
+    let ls = e.run(&["--rm", "edge", "ls", "/etc/app"]);
+    assert_eq!(ls.ok().stdout, "one.conf\ntwo.conf\n", "{ls}");
+    let cfg = e.docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Shell}} {{.Config.StopSignal}} {{json .Config.OnBuild}} {{index .Config.Labels \"from.cli\"}}",
+        "edge",
+    ]);
+    assert_eq!(
+        cfg.ok().stdout.trim(),
+        r#"["/bin/sh","-ec"] SIGUSR1 ["RUN echo child"] yes"#,
+        "{cfg}"
+    );
+    // The build's containers are reported like any other.
+    let ev = e.docker(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        "0s",
+        "--filter",
+        "type=container",
+        "--format",
+        "{{.Action}}",
+    ]);
+    let actions = ev.ok().stdout.clone();
+    for a in ["create", "start", "die", "commit", "destroy"] {
+        assert!(actions.lines().any(|l| l == a), "no {a} event: {ev}");
+    }
+}
