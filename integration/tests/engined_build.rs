@@ -387,3 +387,30 @@ fn engined_build_chown_wildcards_shell_labels_and_events() {
         assert!(actions.lines().any(|l| l == a), "no {a} event: {ev}");
     }
 }
+
+#[test]
+fn engined_build_stages_and_target() {
+    let e = Engined::start();
+    e.load_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    let ctxs = ctx.path().to_str().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "ARG BASE=busybox\nFROM $BASE AS base\nRUN echo first > /stage.txt\nFROM base AS second\nRUN echo second >> /stage.txt\n",
+    );
+    let out = build(&e, &["-t", "full", ctxs]);
+    out.ok();
+    assert!(
+        out.stdout
+            .contains("Step 1/5 : ARG BASE=busybox\nStep 2/5 : FROM $BASE AS base\n ---> "),
+        "{out}"
+    );
+    let full = e.run(&["--rm", "full", "cat", "/stage.txt"]);
+    assert_eq!(full.ok().stdout, "first\nsecond\n", "{full}");
+    let out = build(&e, &["-t", "first", "--target", "base", ctxs]);
+    out.ok();
+    assert!(!out.stdout.contains("FROM base AS second"), "{out}");
+    let first = e.run(&["--rm", "first", "cat", "/stage.txt"]);
+    assert_eq!(first.ok().stdout, "first\n", "{first}");
+}

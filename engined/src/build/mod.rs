@@ -267,8 +267,11 @@ async fn run(
             .await;
         out.stream("\n").await;
         let id = b.step(ins).await?;
-        out.stream(format!(" ---> {}\n", short(&id))).await;
-        final_id = Some(id);
+        // ARG before FROM and FROM scratch make no image.
+        if !id.is_empty() {
+            out.stream(format!(" ---> {}\n", short(&id))).await;
+            final_id = Some(id);
+        }
     }
     let unused = b.unused_args();
     if !unused.is_empty() {
