@@ -414,3 +414,36 @@ fn engined_build_stages_and_target() {
     let first = e.run(&["--rm", "first", "cat", "/stage.txt"]);
     assert_eq!(first.ok().stdout, "first\n", "{first}");
 }
+
+#[test]
+fn engined_build_from_scratch() {
+    let e = Engined::start();
+    e.load_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    let ctxs = ctx.path().to_str().unwrap();
+    write(ctx.path(), "bin/hello.txt", "scratch file\n");
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM scratch\nCOPY bin/ /data/\nENV X=1\nCMD [\"/bin/true\"]\n",
+    );
+    build(&e, &["-t", "scratchy", ctxs]).ok();
+    let h = e.docker(&["history", "--format", "{{.Size}}", "scratchy"]);
+    assert!(h.ok().stdout.lines().count() == 3, "{h}");
+    // Its files, read by a busybox container copying them out.
+    let out = tempfile::tempdir().unwrap();
+    let id = e
+        .docker(&["create", "scratchy"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let dest = out.path().join("got");
+    e.docker(&[
+        "cp",
+        &format!("{id}:/data/hello.txt"),
+        dest.to_str().unwrap(),
+    ])
+    .ok();
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "scratch file\n");
+}

@@ -815,11 +815,32 @@ impl Builder {
         let mut cmd = self.shell.clone();
         cmd.push(format!("#(nop) {} {kind}:{sum} in {dest_raw} ", ins.cmd));
         if self.image.is_none() {
-            return Err(ApiError::BadRequest(format!(
-                "{} on FROM scratch is not supported by engined's builder yet",
-                ins.cmd
-            ))
-            .into());
+            // Nothing to run a container on: the layer is the sources at their place.
+            if chown.is_some() {
+                return Err(ApiError::BadRequest(format!(
+                    "{} --chown on FROM scratch is not supported by engined's builder",
+                    ins.cmd
+                ))
+                .into());
+            }
+            let tmp = tempfile::NamedTempFile::new_in(self.d.cfg.data_root.join("tmp"))
+                .ctx(|| "create a layer file".into())?;
+            let path = tmp.path().to_path_buf();
+            let (dest2, into_dir) = (dest.clone(), dir_syntax || many);
+            let (digest, size) = on_thread("build-scratch", move || {
+                scratch_layer(&sources, &dest2, into_dir, &path)
+            })
+            .await??;
+            let img = self
+                .store(
+                    &created_by,
+                    cmd,
+                    Some((tmp.path(), &digest, size)),
+                    None,
+                    None,
+                )
+                .await?;
+            return Ok(img.id);
         }
         let c = self.container(cmd.clone(), Vec::new()).await?;
         let tmp = self.d.cfg.data_root.join("tmp");
@@ -1080,6 +1101,86 @@ fn write_source_tar(
     }
     t.finish().map_err(io)?.flush().map_err(io)?;
     Ok(())
+}
+
+/// The layer of a COPY on `FROM scratch`: the directories down to `dest`, then
+/// the sources in it; (digest, size).
+fn scratch_layer(
+    sources: &[Source],
+    dest: &str,
+    into_dir: bool,
+    out: &Path,
+) -> ApiResult<(String, i64)> {
+    let io = |e: std::io::Error| ApiError::Internal(format!("write the layer: {e}"));
+    let dest = PathBuf::from(dest.trim_start_matches('/'));
+    let mut f = std::fs::File::create(out).map_err(io)?;
+    let mut t = TreeTar::new(&mut f, None, fstree::MountPolicy::RootOnly);
+    let mut dirs_done = HashSet::new();
+    let mut dirs = |t: &mut TreeTar<'_, &mut std::fs::File>, upto: &Path| -> ApiResult<()> {
+        let mut cur = PathBuf::new();
+        for c in upto.components() {
+            cur.push(c);
+            if dirs_done.insert(cur.clone()) {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                h.set_uid(0);
+                h.set_gid(0);
+                h.set_mtime(0);
+                h.set_size(0);
+                let name = format!("{}/", cur.display());
+                t.builder
+                    .append_data(&mut h, name, std::io::empty())
+                    .map_err(io)?;
+            }
+        }
+        Ok(())
+    };
+    for s in sources {
+        if s.kind == Kind::Dir {
+            dirs(&mut t, &dest)?;
+            let dir = fstree::reopen_dir(s.fd.as_fd()).map_err(|e| io(e.into()))?;
+            let st = nix::sys::stat::fstat(dir.as_fd()).map_err(|e| io(e.into()))?;
+            for child in fstree::list(dir.as_fd()).map_err(|e| io(e.into()))? {
+                t.append(
+                    dir.as_fd(),
+                    &child,
+                    &dest.join(&child),
+                    Place {
+                        dev: st.st_dev,
+                        mount: 0,
+                    },
+                )
+                .map_err(io)?;
+            }
+            continue;
+        }
+        let (dir, name) = if into_dir || dest.as_os_str().is_empty() {
+            (dest.clone(), PathBuf::from(&s.name))
+        } else {
+            (
+                dest.parent().unwrap_or(Path::new("")).to_path_buf(),
+                PathBuf::from(dest.file_name().unwrap_or_default()),
+            )
+        };
+        dirs(&mut t, &dir)?;
+        let mut file = std::fs::File::open(rootpath::fd_path(&s.fd)).map_err(io)?;
+        let st = nix::sys::stat::fstat(file.as_fd()).map_err(|e| io(e.into()))?;
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(st.st_mode & 0o7777);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(u64::try_from(st.st_mtime).unwrap_or(0));
+        h.set_size(u64::try_from(st.st_size).unwrap_or(0));
+        t.builder
+            .append_data(&mut h, dir.join(name), &mut file)
+            .map_err(io)?;
+    }
+    t.finish().map_err(io)?.flush().map_err(io)?;
+    drop(f);
+    let bytes = std::fs::read(out).map_err(io)?;
+    Ok((digest_of(&bytes), bytes.len() as i64))
 }
 
 /// Where the sources of a COPY/ADD go.
