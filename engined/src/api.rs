@@ -59,6 +59,7 @@ pub async fn dispatch(
         (&Method::POST, ["containers", "create"]) => create_container(&d, req).await,
         (&Method::POST, ["containers", "prune"]) => crate::prune::containers(&d, &req).await,
         (&Method::POST, ["commit"]) => crate::layerdiff::commit(&d, req).await,
+        (&Method::POST, ["build"]) => crate::build::build(d.clone(), req).await,
         (&Method::GET, ["system", "df"]) => crate::prune::df(&d).await,
         (_, ["volumes", rest @ ..]) => crate::volumes::route(&d, req, method, rest).await,
         (_, ["containers", id, rest @ ..]) => container_route(d, req, method, id, rest).await,

@@ -474,7 +474,7 @@ fn bad_entry(name: &Path, why: impl std::fmt::Display) -> ApiError {
 }
 
 /// Extracts the tar `input` into the directory `path` of the container.
-fn extract(
+pub(crate) fn extract(
     v: &View,
     input: impl Read,
     path: &str,

@@ -46,12 +46,12 @@ fn runtime_path(abs: &Path) -> bool {
 
 /// The snapshot's writable layer and the image layers below it, top first.
 #[derive(Debug)]
-struct Layers {
-    upper: PathBuf,
+pub(crate) struct Layers {
+    pub(crate) upper: PathBuf,
     lowers: Vec<PathBuf>,
 }
 
-async fn layers(d: &Daemon, id: &str) -> ApiResult<Layers> {
+pub(crate) async fn layers(d: &Daemon, id: &str) -> ApiResult<Layers> {
     let mounts = d
         .ctrd
         .snapshots()
@@ -278,7 +278,7 @@ fn layer_dir<W: Write>(
 }
 
 /// Writes the layer tar of `upper` to `out`: (digest, size, entries).
-fn write_layer(upper: &Path, out: &Path) -> ApiResult<(String, i64, u64)> {
+pub(crate) fn write_layer(upper: &Path, out: &Path) -> ApiResult<(String, i64, u64)> {
     let dir = std::fs::File::open(upper).ctx(|| format!("open {}", upper.display()))?;
     let file = std::fs::File::create(out).ctx(|| format!("create {}", out.display()))?;
     let hashing = Hashing {

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod archive;
+pub mod build;
 pub mod changes;
 pub mod clientcompat;
 pub mod config;
