@@ -352,10 +352,12 @@ pub fn build(i: &SpecInputs<'_>) -> ApiResult<Value> {
         json!({"type": "mount"}),
         json!({"type": "pid"}),
         json!({"type": "ipc"}),
+        // Its own UTS namespace even with host networking, as dockerd: the
+        // hostname is the host's, but setting it cannot change the host's.
+        json!({"type": "uts"}),
     ];
     if !host_net {
         namespaces.push(json!({"type": "network"}));
-        namespaces.push(json!({"type": "uts"}));
     }
 
     let mut resources = json!({
@@ -613,6 +615,7 @@ mod tests {
         assert!(s["linux"].get("seccomp").is_none());
         let ns = s["linux"]["namespaces"].as_array().unwrap();
         assert!(!ns.contains(&json!({"type": "network"})));
+        assert!(ns.contains(&json!({"type": "uts"})));
         assert!(
             s["process"]["env"]
                 .as_array()

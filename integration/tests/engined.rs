@@ -828,3 +828,54 @@ fn engined_info_and_version_report_true_figures() {
     assert_eq!(again.ok().stdout.trim(), format!("{id} 1"));
     e.docker(&["rm", "-f", "up", "done"]).ok();
 }
+
+/// `--network host`: the host's network namespace and hostname, in a UTS
+/// namespace of the container's own, so a hostname set inside cannot reach the host.
+#[test]
+fn engined_network_host_shares_the_hosts_interfaces() {
+    let e = Engined::start();
+    let image = e.load_busybox();
+    let out = e.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        image,
+        "sh",
+        "-c",
+        "hostname; ls /sys/class/net | sort | tr '\\n' ' '; echo; readlink /proc/self/ns/uts; readlink /proc/self/ns/net",
+    ]);
+    out.ok();
+    let host_name = nix::unistd::gethostname()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let mut host_ifaces: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    host_ifaces.sort();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.first().copied(), Some(host_name.as_str()), "{out}");
+    assert_eq!(
+        lines.get(1).map(|l| l.trim()),
+        Some(host_ifaces.join(" ").as_str()),
+        "{out}"
+    );
+    let host_ns = |ns: &str| {
+        std::fs::read_link(format!("/proc/self/ns/{ns}"))
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    assert_ne!(
+        lines.get(2).copied(),
+        Some(host_ns("uts").as_str()),
+        "{out}"
+    );
+    assert_eq!(
+        lines.get(3).copied(),
+        Some(host_ns("net").as_str()),
+        "{out}"
+    );
+}
