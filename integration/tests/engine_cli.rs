@@ -1068,251 +1068,61 @@ fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// A recording stand-in for `POST /build`, which engined does not serve yet: it
-/// answers with the documented Docker API shapes, so the test checks what `engine
-/// build` sends and how it shows the answer. Every other command is tested against
-/// the real engined (here and in engine_cli_more.rs).
-mod fake {
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::os::unix::net::{UnixListener, UnixStream};
-    use std::path::PathBuf;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Debug, Clone)]
-    pub struct Req {
-        pub method: String,
-        pub target: String,
-        pub headers: Vec<(String, String)>,
-        pub body: Vec<u8>,
-    }
-
-    impl Req {
-        pub fn header(&self, k: &str) -> Option<&str> {
-            self.headers
-                .iter()
-                .find(|(h, _)| h.eq_ignore_ascii_case(k))
-                .map(|(_, v)| v.as_str())
-        }
-    }
-
-    /// (status, headers, body) for a request.
-    pub type Handler = dyn Fn(&Req) -> (u16, Vec<(String, String)>, Vec<u8>) + Send + Sync;
-
-    pub struct Daemon {
-        pub dir: tempfile::TempDir,
-        pub seen: Arc<Mutex<Vec<Req>>>,
-    }
-
-    impl Daemon {
-        pub fn start(handler: Arc<Handler>) -> Self {
-            let dir = integration::daemon::short_tempdir("eng-fake-");
-            let listener = UnixListener::bind(dir.path().join("d.sock")).unwrap();
-            let seen = Arc::new(Mutex::new(Vec::new()));
-            let s = seen.clone();
-            std::thread::spawn(move || {
-                for conn in listener.incoming() {
-                    let Ok(conn) = conn else { return };
-                    let (s, h) = (s.clone(), handler.clone());
-                    std::thread::spawn(move || serve(conn, &s, &*h));
-                }
-            });
-            Self { dir, seen }
-        }
-
-        pub fn host(&self) -> String {
-            format!("unix://{}", self.socket().display())
-        }
-
-        pub fn socket(&self) -> PathBuf {
-            self.dir.path().join("d.sock")
-        }
-
-        pub fn requests(&self) -> Vec<Req> {
-            self.seen.lock().unwrap().clone()
-        }
-    }
-
-    fn serve(conn: UnixStream, seen: &Mutex<Vec<Req>>, h: &Handler) {
-        let mut r = BufReader::new(conn.try_clone().unwrap());
-        let mut w = conn;
-        loop {
-            let mut line = String::new();
-            if r.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            let mut parts = line.split_whitespace();
-            let (method, target) = (
-                parts.next().unwrap_or("").to_string(),
-                parts.next().unwrap_or("").to_string(),
-            );
-            let mut headers = Vec::new();
-            loop {
-                let mut l = String::new();
-                r.read_line(&mut l).unwrap();
-                let l = l.trim_end();
-                if l.is_empty() {
-                    break;
-                }
-                let (k, v) = l.split_once(':').unwrap();
-                headers.push((k.trim().to_string(), v.trim().to_string()));
-            }
-            let get = |k: &str| {
-                headers
-                    .iter()
-                    .find(|(h, _)| h.eq_ignore_ascii_case(k))
-                    .map(|(_, v)| v.clone())
-            };
-            let mut body = Vec::new();
-            if let Some(n) = get("content-length") {
-                body.resize(n.parse().unwrap(), 0);
-                r.read_exact(&mut body).unwrap();
-            } else if get("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
-                loop {
-                    let mut size = String::new();
-                    r.read_line(&mut size).unwrap();
-                    let n = usize::from_str_radix(size.trim(), 16).unwrap();
-                    let mut chunk = vec![0; n + 2];
-                    r.read_exact(&mut chunk).unwrap();
-                    if n == 0 {
-                        break;
-                    }
-                    body.extend_from_slice(&chunk[..n]);
-                }
-            }
-            // bollard sends unversioned paths, our own requests /v1.41/ ones:
-            // both are fine for a daemon, so the recording keeps the path only.
-            let target = match target.strip_prefix("/v1.41/") {
-                Some(rest) => format!("/{rest}"),
-                None => target,
-            };
-            let req = Req {
-                method,
-                target,
-                headers,
-                body,
-            };
-            seen.lock().unwrap().push(req.clone());
-            let (status, hdrs, out) = h(&req);
-            let mut head = format!(
-                "HTTP/1.1 {status} X\r\nApi-Version: 1.41\r\nContent-Length: {}\r\n",
-                out.len()
-            );
-            for (k, v) in hdrs {
-                head.push_str(&format!("{k}: {v}\r\n"));
-            }
-            head.push_str("\r\n");
-            if w.write_all(head.as_bytes()).is_err()
-                || (req.method != "HEAD" && w.write_all(&out).is_err())
-            {
-                return;
-            }
-        }
-    }
-}
-
-fn json_lines(lines: &[serde_json::Value]) -> Vec<u8> {
-    lines
-        .iter()
-        .map(|l| format!("{l}\n"))
-        .collect::<String>()
-        .into_bytes()
-}
-
-fn fake_engine(d: &fake::Daemon, args: &[&str]) -> Output {
-    let mut c = Command::new(workspace_bin("engine"));
-    c.arg("-H")
-        .arg(d.host())
-        .args(args)
-        .env("DOCKER_CONFIG", d.dir.path().join("cfg"))
-        .env_remove("ENGINE_HOST")
-        .env_remove("DOCKER_HOST")
-        .stdin(Stdio::null());
-    run_with_timeout(c, COMMAND_TIMEOUT)
-}
-
+/// `engine build` against engined: the context less its `.dockerignore`d files,
+/// `--build-arg`, `-f`, RUN output in the stream, `-q` printing only the id, and a
+/// failing RUN's message and exit status.
 #[test]
-fn engine_cli_build_request_until_engined_builds() {
-    use serde_json::json;
-    let handler: std::sync::Arc<fake::Handler> = std::sync::Arc::new(|r: &fake::Req| {
-        let json_h = vec![("Content-Type".to_string(), "application/json".to_string())];
-        let path = r.target.split('?').next().unwrap_or("").to_string();
-        match (r.method.as_str(), path.as_str()) {
-            ("HEAD", "/_ping") => (200, vec![], vec![]),
-            ("POST", "/build") => (
-                200,
-                json_h.clone(),
-                json_lines(&[
-                    json!({"stream": "Step 1/2 : FROM busybox\n"}),
-                    json!({"stream": " ---> 369f2b2aeed0\n"}),
-                    json!({"stream": "Step 2/2 : RUN echo built\n"}),
-                    json!({"stream": "built\n"}),
-                    json!({"aux": {"ID": "sha256:4aecc261eb6d0000"}}),
-                    json!({"stream": "Successfully built 4aecc261eb6d\n"}),
-                ]),
-            ),
-            _ => (
-                404,
-                json_h.clone(),
-                format!(r#"{{"message":"no route {} {}"}}"#, r.method, r.target).into_bytes(),
-            ),
-        }
-    });
-    let d = fake::Daemon::start(handler);
-    let find = |method: &str, prefix: &str| -> fake::Req {
-        d.requests()
-            .into_iter()
-            .rfind(|r| r.method == method && r.target.starts_with(prefix))
-            .unwrap_or_else(|| {
-                panic!(
-                    "no {method} {prefix} in {:?}",
-                    d.requests().iter().map(|r| &r.target).collect::<Vec<_>>()
-                )
-            })
-    };
-
-    // The context tar (less .dockerignore'd files), the classic builder, RUN output.
-    let ctx = d.dir.path().join("ctx");
+fn engine_cli_build_against_engined() {
+    let e = daemon();
+    let ctx = e.dir().join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN echo built\n").unwrap();
-    std::fs::write(ctx.join("hello.txt"), "hi").unwrap();
+    std::fs::write(
+        ctx.join("Build.file"),
+        "FROM busybox\nARG A\nCOPY . /ctx/\nRUN echo arg=$A && ls /ctx\nCMD [\"cat\", \"/ctx/hello.txt\"]\n",
+    )
+    .unwrap();
+    std::fs::write(ctx.join("hello.txt"), "hi from the context\n").unwrap();
     std::fs::write(ctx.join("skip.log"), "x").unwrap();
     std::fs::write(ctx.join(".dockerignore"), "*.log\n").unwrap();
-    let out = fake_engine(
-        &d,
-        &[
-            "build",
-            "-t",
-            "built:1",
-            "--build-arg",
-            "A=1",
-            ctx.to_str().unwrap(),
-        ],
+    let c = ctx.to_str().unwrap();
+    // As docker's, a relative -f is relative to the working directory.
+    let f = ctx.join("Build.file");
+    let f = f.to_str().unwrap();
+    let out = engine(
+        &e,
+        &["build", "-t", "built:1", "--build-arg", "A=1", "-f", f, c],
     );
+    out.ok();
     assert!(
-        out.ok()
-            .stdout
-            .contains("Step 2/2 : RUN echo built\nbuilt\n"),
+        out.stdout
+            .contains("Step 4/5 : RUN echo arg=$A && ls /ctx\n"),
         "{out}"
     );
-    let r = find("POST", "/build");
+    assert!(out.stdout.contains("arg=1\n"), "{out}");
+    assert!(out.stdout.contains("hello.txt\n"), "{out}");
+    assert!(!out.stdout.contains("skip.log"), "{out}");
     assert!(
-        r.target.contains("dockerfile=Dockerfile") && r.target.contains("t=built%3A1"),
-        "{}",
-        r.target
+        out.stdout.contains("Successfully tagged built:1\n"),
+        "{out}"
     );
+    let run = engine(&e, &["run", "--rm", "built:1"]);
+    assert_eq!(run.ok().stdout, "hi from the context\n");
+
+    let q = engine(&e, &["build", "-q", "--build-arg", "A=1", "-f", f, c]);
+    let id = q.ok().stdout.trim().to_string();
+    let tagged = engine(&e, &["image", "inspect", "-f", "{{.Id}}", "built:1"]);
+    assert_eq!(
+        id,
+        tagged.ok().stdout.trim(),
+        "-q gives the id of the same (cached) image"
+    );
+
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN exit 3\n").unwrap();
+    let bad = engine(&e, &["build", c]);
+    bad.assert_code(1);
     assert!(
-        r.target.contains("version=1") && r.target.contains("buildargs=%7B%22A%22%3A%221%22%7D"),
-        "{}",
-        r.target
+        bad.stderr
+            .contains("The command '/bin/sh -c exit 3' returned a non-zero code: 3"),
+        "{bad}"
     );
-    assert_eq!(r.header("Content-Type"), Some("application/x-tar"));
-    let mut names: Vec<String> = tar::Archive::new(r.body.as_slice())
-        .entries()
-        .unwrap()
-        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    assert_eq!(names, [".dockerignore", "Dockerfile", "hello.txt"]);
-    let q = fake_engine(&d, &["build", "-q", ctx.to_str().unwrap()]);
-    assert_eq!(q.ok().stdout, "sha256:4aecc261eb6d0000\n");
 }
