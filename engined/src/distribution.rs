@@ -313,6 +313,32 @@ pub async fn pull(d: Arc<Daemon>, req: Request<Incoming>) -> ApiResult<Response<
     Ok(stream_response(rx))
 }
 
+/// Pulls `name` (a tag defaults to `latest`) for the linux/amd64 platform with
+/// anonymous or `auth` credentials, sending the progress lines a pull stream has
+/// to `tx`: the builder's FROM of an image that is not here.
+pub async fn pull_for_build(
+    d: &Arc<Daemon>,
+    name: &str,
+    auth: &AuthConfig,
+    tx: mpsc::Sender<Bytes>,
+) -> ApiResult<()> {
+    let full = reference::normalize(name);
+    if !reference::is_valid(&full) {
+        return Err(ApiError::BadRequest(format!(
+            "invalid reference format: {name}"
+        )));
+    }
+    let r = parse_ref(&full)?;
+    let (c, plain) = client_for(d, &r);
+    let ra = registry_auth(auth, r.registry(), plain, r.repository(), false)
+        .await
+        .map_err(|e| pull_error(&full, e))?;
+    let manifests = registry::resolve(&c, &r, &ra, "linux", "amd64")
+        .await
+        .map_err(|e| pull_error(&full, e))?;
+    pull_one(d, &c, &r, &full, &manifests, true, &Progress { tx }).await
+}
+
 /// One tag (or digest) of a pull, streaming its progress.
 async fn pull_one(
     d: &Arc<Daemon>,

@@ -231,7 +231,12 @@ fn engined_build_failures_quiet_and_other_dockerfile() {
         bad.stderr.contains("unknown instruction: FROBNICATE"),
         "{bad}"
     );
-    write(ctx.path(), "absent.Dockerfile", "FROM nothere:1\n");
+    // On a registry that refuses connections, so the test needs no network.
+    write(
+        ctx.path(),
+        "absent.Dockerfile",
+        "FROM 127.0.0.1:1/nothere:1\n",
+    );
     let absent_file = ctx.path().join("absent.Dockerfile");
     let absent = build(&e, &["-f", absent_file.to_str().unwrap(), ctxs]);
     absent.assert_code(1);

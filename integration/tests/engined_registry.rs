@@ -811,3 +811,49 @@ fn engined_registry_events_since_until_and_filters() {
         "{text}"
     );
 }
+
+/// A build whose FROM names an image that is not here pulls it first, with the
+/// pull's progress in the build's stream, as dockerd's builder does; an unknown
+/// one fails the build with the registry's answer.
+#[test]
+fn engined_registry_build_from_pulls_a_missing_base() {
+    let reg = Registry::start();
+    let e = Engined::start();
+    let base = format!("{}/base:1", reg.host());
+    tagged_busybox(&e, &base);
+    e.docker(&["push", &base]).ok();
+    e.docker(&["rmi", &base, BUSYBOX]).ok();
+
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {base}\nRUN echo built-on-pulled-base\n"),
+    )
+    .unwrap();
+    let mut c = e.docker_command(&["build", "-t", "onpulled", ctx.path().to_str().unwrap()]);
+    c.env("DOCKER_BUILDKIT", "0");
+    let out = integration::run_with_timeout(c, Duration::from_secs(120));
+    out.ok();
+    assert!(out.stdout.contains("Pulling from base"), "{out}");
+    assert!(out.stdout.contains("built-on-pulled-base\n"), "{out}");
+    let images = e.docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(images.ok().stdout.contains(&base), "{images}");
+    assert_eq!(
+        e.run(&["--rm", "onpulled", "echo", "ok"]).ok().stdout,
+        "ok\n"
+    );
+
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {}/nosuch:1\nRUN true\n", reg.host()),
+    )
+    .unwrap();
+    let mut c = e.docker_command(&["build", ctx.path().to_str().unwrap()]);
+    c.env("DOCKER_BUILDKIT", "0");
+    let bad = integration::run_with_timeout(c, Duration::from_secs(120));
+    bad.assert_failed();
+    assert!(
+        bad.stderr.contains("manifest for") && bad.stderr.contains("not found"),
+        "{bad}"
+    );
+}

@@ -66,6 +66,18 @@ impl AuthConfig {
         serde_json::from_slice(&json).map_err(|e| AuthError::Header(e.to_string()))
     }
 
+    /// The `X-Registry-Config` header of a build: credentials by registry host
+    /// (base64url JSON, keys as in the CLI's config.json).
+    pub fn map_from_header(
+        value: &str,
+    ) -> Result<std::collections::HashMap<String, Self>, AuthError> {
+        if value.trim().is_empty() {
+            return Ok(Default::default());
+        }
+        let json = decode_lenient(value).ok_or_else(|| AuthError::Header("not base64".into()))?;
+        serde_json::from_slice(&json).map_err(|e| AuthError::Header(e.to_string()))
+    }
+
     /// `(username, password)`, from the fields or from `auth`.
     pub fn credentials(&self) -> Option<(String, String)> {
         if !self.username.is_empty() || !self.password.is_empty() {

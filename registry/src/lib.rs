@@ -111,6 +111,9 @@ pub fn client(registry: &str, plain_http: bool) -> Client {
     };
     Client::new(ClientConfig {
         protocol,
+        // A registry that cannot be reached (no route, dropped packets) fails the
+        // pull in bounded time, as dockerd's dialer does, instead of hanging it.
+        connect_timeout: Some(std::time::Duration::from_secs(30)),
         ..Default::default()
     })
 }

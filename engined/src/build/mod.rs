@@ -42,6 +42,8 @@ pub struct Options {
     pub build_args: HashMap<String, Option<String>>,
     pub labels: BTreeMap<String, String>,
     pub target: String,
+    /// Credentials by registry, from `X-Registry-Config`, for FROM's pulls.
+    pub registry_config: HashMap<String, registry::AuthConfig>,
 }
 
 fn truthy(v: &str) -> bool {
@@ -85,7 +87,25 @@ impl Options {
             build_args,
             labels,
             target: last("target").unwrap_or_default(),
+            registry_config: HashMap::new(),
         })
+    }
+
+    /// The credentials the client gave for the registry of `image`, if any.
+    pub fn registry_auth(&self, image: &str) -> registry::AuthConfig {
+        let full = reference::normalize(image);
+        let host = full.split('/').next().unwrap_or("");
+        self.registry_config
+            .iter()
+            .find(|(k, _)| {
+                let k = k
+                    .trim_start_matches("https://")
+                    .trim_start_matches("http://");
+                let k = k.split('/').next().unwrap_or("");
+                k == host || (host == "docker.io" && k == "index.docker.io")
+            })
+            .map(|(_, a)| a.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -108,6 +128,17 @@ impl Out {
         if !self.quiet {
             self.line(json!({ "stream": s.into() })).await;
         }
+    }
+
+    /// Where a pull inside the build sends its progress lines: the stream, or a
+    /// drain with `q=1`.
+    pub fn progress(&self) -> mpsc::Sender<Bytes> {
+        if !self.quiet {
+            return self.tx.clone();
+        }
+        let (tx, mut rx) = mpsc::channel::<Bytes>(16);
+        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        tx
     }
 
     pub async fn error(&self, msg: &str, code: Option<i64>) {
@@ -144,6 +175,15 @@ impl From<dockerfile::ParseError> for Failure {
 pub async fn build(d: Arc<Daemon>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
     let qs = req.uri().query().map(str::to_string);
     let mut opts = Options::from_query(qs.as_deref())?;
+    if let Some(v) = req
+        .headers()
+        .get("X-Registry-Config")
+        .and_then(|v| v.to_str().ok())
+    {
+        // Bad credentials are the registry's business to refuse, not a reason
+        // to fail a build that may not pull at all.
+        opts.registry_config = registry::AuthConfig::map_from_header(v).unwrap_or_default();
+    }
     if query_values(qs.as_deref(), "remote")
         .iter()
         .any(|r| !r.is_empty())

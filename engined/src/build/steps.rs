@@ -273,11 +273,22 @@ impl Builder {
             Some(i) => Some(i.clone()),
             None => self.d.images.lookup(&name).await,
         };
-        let img = img.ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "pull access denied for {name}, repository does not exist or may require 'docker login': No such image: {name} (engined's builder uses images already present: docker pull it first)"
-            ))
-        })?;
+        // As dockerd's builder: an image that is not here is pulled.
+        let img = match img {
+            Some(i) => i,
+            None => {
+                let auth = self.opts.registry_auth(&name);
+                crate::distribution::pull_for_build(&self.d, &name, &auth, self.out.progress())
+                    .await
+                    .map_err(|e| match e {
+                        ApiError::NotFound(m) => ApiError::NotFound(m),
+                        other => ApiError::Internal(format!("pulling {name}: {other}")),
+                    })?;
+                self.d.images.lookup(&name).await.ok_or_else(|| {
+                    ApiError::NotFound(format!("No such image: {name} after its pull"))
+                })?
+            }
+        };
         self.adopt(img.clone());
         let shell = strings(self.cfg("Shell"));
         self.shell = if shell.is_empty() {
