@@ -1172,7 +1172,16 @@ async fn exec_start(
             None => match d.exec_start(&e).await {
                 Ok(s) => s,
                 Err(err) => {
-                    // The 101 is out: the error can only go into the stream.
+                    // The 101 is out: the error can only go into the stream, and the
+                    // exit code the client asks for next says it did not run.
+                    {
+                        let mut st = e
+                            .state
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        st.exit_code.get_or_insert(126);
+                        st.running = false;
+                    }
                     let _ = wr
                         .write_all(&frame(Stream::Stderr, format!("{err}\n").as_bytes()))
                         .await;
