@@ -232,6 +232,32 @@ impl Engined {
         c
     }
 
+    /// Where the `engine` CLI keeps its config (logins) for this daemon's tests.
+    pub fn engine_config_dir(&self) -> PathBuf {
+        self.dir().join("engine-cli")
+    }
+
+    /// `engine -H <this daemon> ARGS` (our CLI, target/debug/engine), isolated from
+    /// the caller's environment and config.
+    pub fn engine_command(&self, args: &[&str]) -> Command {
+        let bin = workspace_bin("engine");
+        assert!(
+            bin.exists(),
+            "{} is missing: run `cargo build --workspace --bins` first",
+            bin.display()
+        );
+        let mut c = Command::new(bin);
+        c.arg("-H")
+            .arg(self.host())
+            .args(args)
+            .env("DOCKER_CONFIG", self.engine_config_dir())
+            .env_remove("ENGINE_HOST")
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_CONTEXT")
+            .stdin(Stdio::null());
+        c
+    }
+
     pub fn docker(&self, args: &[&str]) -> Output {
         run_with_timeout(self.docker_command(args), COMMAND_TIMEOUT)
     }

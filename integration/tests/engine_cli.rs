@@ -13,28 +13,8 @@ use integration::daemon::{short_tempdir, unique_name};
 use integration::engined::{BUSYBOX, Engined, workspace_bin};
 use integration::{COMMAND_TIMEOUT, Output, run_with_timeout, wait_for};
 
-/// `engine -H <engined> ARGS`, isolated from the caller's environment and config.
-fn engine_command(e: &Engined, args: &[&str]) -> Command {
-    let bin = workspace_bin("engine");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --workspace --bins` first",
-        bin.display()
-    );
-    let mut c = Command::new(bin);
-    c.arg("-H")
-        .arg(e.host())
-        .args(args)
-        .env("DOCKER_CONFIG", e.dir().join("engine-cli"))
-        .env_remove("ENGINE_HOST")
-        .env_remove("DOCKER_HOST")
-        .env_remove("DOCKER_CONTEXT")
-        .stdin(Stdio::null());
-    c
-}
-
 fn engine(e: &Engined, args: &[&str]) -> Output {
-    run_with_timeout(engine_command(e, args), COMMAND_TIMEOUT)
+    run_with_timeout(e.engine_command(args), COMMAND_TIMEOUT)
 }
 
 /// engined with busybox loaded through `engine load` (which the test checks).
@@ -543,7 +523,7 @@ fn engine_cli_logs_exec_top_stats() {
     );
     out.assert_code(5);
     assert_eq!(out.stdout, "1 /tmp 65534\n");
-    let mut piped = engine_command(&e, &["exec", "-i", &n, "sh", "-c", "tr a-z A-Z; echo done"]);
+    let mut piped = e.engine_command(&["exec", "-i", &n, "sh", "-c", "tr a-z A-Z; echo done"]);
     let input = e.dir().join("stdin.txt");
     std::fs::write(&input, "from stdin\n").unwrap();
     piped.stdin(std::fs::File::open(&input).unwrap());
@@ -656,7 +636,7 @@ fn engine_cli_images_save_load_import_tag_rmi() {
         "{deleted}"
     );
     assert_eq!(engine(&e, &["images", "-q"]).ok().stdout, "");
-    let mut load = engine_command(&e, &["load"]);
+    let mut load = e.engine_command(&["load"]);
     load.stdin(std::fs::File::open(&tar).unwrap());
     let loaded = run_with_timeout(load, COMMAND_TIMEOUT);
     assert_eq!(loaded.ok().stdout, "Loaded image: busybox:latest\n");
@@ -886,19 +866,16 @@ fn engine_cli_run_it_through_a_pty() {
             .local_modes
             .contains(LocalModes::ECHO | LocalModes::ICANON)
     );
-    let mut cmd = engine_command(
-        &e,
-        &[
-            "run",
-            "-it",
-            "--network",
-            "none",
-            "--name",
-            &name,
-            BUSYBOX,
-            "sh",
-        ],
-    );
+    let mut cmd = e.engine_command(&[
+        "run",
+        "-it",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        BUSYBOX,
+        "sh",
+    ]);
     cmd.stdin(pty.open_slave())
         .stdout(pty.open_slave())
         .stderr(pty.open_slave());
@@ -949,7 +926,7 @@ fn engine_cli_run_it_through_a_pty() {
     let other = unique_name();
     engine(&e, &["run", "-d", "-it", "--name", &other, BUSYBOX, "sh"]).ok();
     let pty2 = HostPty::new(24, 80);
-    let mut cmd = engine_command(&e, &["attach", &other]);
+    let mut cmd = e.engine_command(&["attach", &other]);
     cmd.stdin(pty2.open_slave())
         .stdout(pty2.open_slave())
         .stderr(pty2.open_slave());
@@ -979,7 +956,7 @@ fn engine_cli_exec_it_through_a_pty() {
     let n2 = unique_name();
     engine(&e, &["run", "-d", "--name", &n2, BUSYBOX, "sleep", "300"]).ok();
     let pty3 = HostPty::new(20, 70);
-    let mut cmd = engine_command(&e, &["exec", "-it", "--detach-keys", "x,y", &n2, "sh"]);
+    let mut cmd = e.engine_command(&["exec", "-it", "--detach-keys", "x,y", &n2, "sh"]);
     cmd.stdin(pty3.open_slave())
         .stdout(pty3.open_slave())
         .stderr(pty3.open_slave());

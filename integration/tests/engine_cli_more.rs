@@ -14,43 +14,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use integration::containerd_lite::Registry;
 use integration::daemon::unique_name;
-use integration::engined::{BUSYBOX, Engined, workspace_bin};
+use integration::engined::{BUSYBOX, Engined};
 use integration::{COMMAND_TIMEOUT, Output, run_with_timeout};
 
-/// `engine -H <engined> ARGS` with a private config dir, isolated from the caller's
-/// environment.
-fn engine_command(e: &Engined, args: &[&str]) -> Command {
-    let bin = workspace_bin("engine");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --workspace --bins` first",
-        bin.display()
-    );
-    let mut c = Command::new(bin);
-    c.arg("-H")
-        .arg(e.host())
-        .args(args)
-        .env("DOCKER_CONFIG", config_dir(e))
-        .env_remove("ENGINE_HOST")
-        .env_remove("DOCKER_HOST")
-        .env_remove("DOCKER_CONTEXT")
-        .stdin(Stdio::null());
-    c
-}
-
-fn config_dir(e: &Engined) -> PathBuf {
-    e.dir().join("engine-cli")
-}
-
 fn engine(e: &Engined, args: &[&str]) -> Output {
-    run_with_timeout(engine_command(e, args), COMMAND_TIMEOUT)
+    run_with_timeout(e.engine_command(args), COMMAND_TIMEOUT)
 }
 
 /// `engine ARGS` with `input` as its stdin.
 fn engine_with_stdin(e: &Engined, args: &[&str], input: &[u8]) -> Output {
     let file = e.dir().join(format!("stdin-{}", unique_name()));
     std::fs::write(&file, input).unwrap();
-    let mut c = engine_command(e, args);
+    let mut c = e.engine_command(args);
     c.stdin(std::fs::File::open(&file).unwrap());
     run_with_timeout(c, COMMAND_TIMEOUT)
 }
@@ -104,7 +79,8 @@ fn pushed_digest(out: &Output, tag: &str) -> String {
 }
 
 fn cli_config(e: &Engined) -> serde_json::Value {
-    let text = std::fs::read_to_string(config_dir(e).join("config.json")).unwrap_or_default();
+    let text =
+        std::fs::read_to_string(e.engine_config_dir().join("config.json")).unwrap_or_default();
     serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
 }
 
@@ -272,7 +248,7 @@ fn engine_cli_login_logout_and_authenticated_push_pull() {
         .as_str()
         .unwrap_or_else(|| panic!("{cfg}"));
     assert_eq!(base64_decode(auth), format!("{user}:{password}"));
-    let mode = std::fs::metadata(config_dir(&e).join("config.json"))
+    let mode = std::fs::metadata(e.engine_config_dir().join("config.json"))
         .unwrap()
         .permissions();
     assert_eq!(
@@ -291,7 +267,7 @@ fn engine_cli_login_logout_and_authenticated_push_pull() {
     );
     // The docker CLI on the same config file finds the same credentials.
     let mut docker = e.docker_command(&["pull", &image]);
-    docker.env("DOCKER_CONFIG", config_dir(&e));
+    docker.env("DOCKER_CONFIG", e.engine_config_dir());
     run_with_timeout(docker, COMMAND_TIMEOUT).ok();
 
     // Forgotten: the registry refuses again.

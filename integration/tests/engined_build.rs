@@ -5,9 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::Stdio;
 
-use integration::engined::{Engined, workspace_bin};
+use integration::engined::Engined;
 use integration::{COMMAND_TIMEOUT, Output, run_with_timeout};
 
 fn build(e: &Engined, args: &[&str]) -> Output {
@@ -307,17 +306,7 @@ fn engined_build_with_the_engine_cli() {
         "FROM busybox\nCOPY msg.txt /msg.txt\nRUN echo engine-run-output && cat /msg.txt\nCMD [\"cat\", \"/msg.txt\"]\n",
     );
     write(ctx.path(), "msg.txt", "from engine build\n");
-    let bin = workspace_bin("engine");
-    assert!(bin.exists(), "{} is missing", bin.display());
-    let mut c = std::process::Command::new(bin);
-    c.arg("-H")
-        .arg(e.host())
-        .args(["build", "-t", "viaengine", ctx.path().to_str().unwrap()])
-        .env("DOCKER_CONFIG", e.dir().join("engine-cli"))
-        .env_remove("ENGINE_HOST")
-        .env_remove("DOCKER_HOST")
-        .env_remove("DOCKER_CONTEXT")
-        .stdin(Stdio::null());
+    let c = e.engine_command(&["build", "-t", "viaengine", ctx.path().to_str().unwrap()]);
     let out = run_with_timeout(c, COMMAND_TIMEOUT);
     out.ok();
     let all = format!("{}{}", out.stdout, out.stderr);
